@@ -1,0 +1,45 @@
+# matchcast: `make run` serves on the embedded defaults, `make test` runs everything.
+# Both install what they need first (a virtualenv from constraints.txt; PostgreSQL, Redis and
+# Chromium from Debian when this machine lacks them).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test check bench services browser lock clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/matchcast serve
+
+services:
+	@scripts/services.sh
+
+browser:
+	@scripts/browser.sh
+
+test: install services browser
+	$(BIN)/pytest
+
+check: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src
+	$(BIN)/lint-imports
+
+bench: install services
+	$(BIN)/python -m bench.run
+
+# Refresh the constraints file after changing dependencies in pyproject.toml.
+lock: install
+	$(BIN)/pip freeze --exclude-editable | grep -v '^matchcast' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache matchcast.db*

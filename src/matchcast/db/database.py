@@ -1,0 +1,74 @@
+"""The database: connecting (SQLite in WAL mode, or PostgreSQL through asyncpg) and migrating."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import databases
+from alembic import command
+from alembic.config import Config
+
+log = logging.getLogger("matchcast.db")
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the form every timestamp column stores."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+class Database(databases.Database):
+    """`databases.Database` plus `write()`, the one way services open a write transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.is_sqlite = url.startswith("sqlite")
+        # aiosqlite opens a connection per query; a generous busy timeout lets writers of
+        # other processes (the command line) wait instead of failing.
+        super().__init__(url, **({"timeout": 30} if self.is_sqlite else {"min_size": 1, "max_size": 10}))
+        self._write_lock: asyncio.Lock | None = None
+
+    async def connect(self) -> None:
+        await super().connect()
+        if self.is_sqlite:
+            await self.execute("PRAGMA journal_mode=WAL")
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[None]:
+        """A write transaction.
+
+        SQLite's deferred transactions fail with "database is locked" instead of waiting when two
+        of them upgrade to writers at once, so writers of this process queue on a lock first.
+        PostgreSQL needs no such lock: services lock the rows they change (SELECT ... FOR UPDATE).
+        """
+        if not self.is_sqlite:
+            async with self.transaction():
+                yield
+            return
+        if self._write_lock is None:
+            self._write_lock = asyncio.Lock()
+        async with self._write_lock, self.transaction():
+            yield
+
+
+def sync_url(url: str) -> str:
+    """The URL alembic's synchronous engine uses for the same database."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Create or migrate the schema to `revision`. Blocking: call it in a thread from async code."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
+    command.upgrade(config, revision)

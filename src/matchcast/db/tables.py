@@ -1,0 +1,108 @@
+"""All tables, as SQLAlchemy Core. The alembic migrations create exactly these."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Timestamps are naive UTC on both engines, so SQLite and PostgreSQL compare them alike.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("username", sa.String(50), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("is_staff", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+tournaments = sa.Table(
+    "tournaments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("organizer_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("is_public", sa.Boolean, nullable=False, default=True),
+    # draft (registering players) -> running (bracket seeded) -> completed (final played)
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+registrations = sa.Table(
+    "registrations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tournament_id", sa.Integer, sa.ForeignKey("tournaments.id"), nullable=False),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("seed", sa.Integer, nullable=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("tournament_id", "user_id", name="uq_registrations_tournament_user"),
+)
+
+matches = sa.Table(
+    "matches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tournament_id", sa.Integer, sa.ForeignKey("tournaments.id"), nullable=False),
+    sa.Column("round", sa.Integer, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),  # 0-based, top to bottom in its round
+    sa.Column("participant1_id", sa.Integer, sa.ForeignKey("users.id"), nullable=True),
+    sa.Column("participant2_id", sa.Integer, sa.ForeignKey("users.id"), nullable=True),
+    sa.Column("participant1_score", sa.Integer, nullable=False, default=0),
+    sa.Column("participant2_score", sa.Integer, nullable=False, default=0),
+    # +1 per accepted score update; kept here so it survives restarts and spans instances.
+    sa.Column("sequence", sa.Integer, nullable=False, default=0),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("winner_id", sa.Integer, sa.ForeignKey("users.id"), nullable=True),
+    sa.Column("is_bye", sa.Boolean, nullable=False, default=False),
+    sa.Column("next_match_id", sa.Integer, sa.ForeignKey("matches.id"), nullable=True),
+    sa.Column("next_slot", sa.Integer, nullable=True),  # 1 or 2: which side of next_match
+    sa.Column("scheduled_at", sa.DateTime, nullable=True),
+    sa.Column("started_at", sa.DateTime, nullable=True),
+    sa.Column("completed_at", sa.DateTime, nullable=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("tournament_id", "round", "position", name="uq_matches_slot"),
+)
+
+disputes = sa.Table(
+    "disputes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("match_id", sa.Integer, sa.ForeignKey("matches.id"), nullable=False, index=True),
+    sa.Column("reported_by_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # open | resolved
+    sa.Column("resolution", sa.String(500), nullable=True),
+    sa.Column("resolved_by_id", sa.Integer, sa.ForeignKey("users.id"), nullable=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("resolved_at", sa.DateTime, nullable=True),
+)
+
+# The event log: every broadcast event, numbered per room 1, 2, 3, ... with no holes.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("room", sa.String(64), primary_key=True),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # the event's `data`, JSON-encoded once
+    sa.Column("created_at", sa.DateTime, nullable=False, index=True),
+)
+
+# The last id given out per room; the row is locked while an event is numbered, so concurrent
+# publishers (also on other instances) get contiguous ids. Survives pruning of `events`.
+room_counters = sa.Table(
+    "room_counters",
+    metadata,
+    sa.Column("room", sa.String(64), primary_key=True),
+    sa.Column("last_id", sa.Integer, nullable=False),
+)

@@ -1,0 +1,42 @@
+"""One error family for the whole service.
+
+Services raise `DomainError(code, message)`; the JSON API, the organizer forms and the WebSocket
+endpoints each map the code to their own form (HTTP status, flash message, `error` frame).
+Messages say what was wrong and what would be right.
+"""
+
+from __future__ import annotations
+
+VALIDATION_ERROR = "validation_error"
+FORBIDDEN = "forbidden"
+INVALID_STATE = "invalid_state"
+NOT_FOUND = "not_found"
+UNAUTHORIZED = "unauthorized"
+CONFLICT = "conflict"
+UNAVAILABLE = "unavailable"
+
+
+class DomainError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"DomainError({self.code!r}, {self.message!r})"
+
+
+def invalid(message: str) -> DomainError:
+    return DomainError(VALIDATION_ERROR, message)
+
+
+def forbidden(message: str) -> DomainError:
+    return DomainError(FORBIDDEN, message)
+
+
+def invalid_state(message: str) -> DomainError:
+    return DomainError(INVALID_STATE, message)
+
+
+def not_found(message: str) -> DomainError:
+    return DomainError(NOT_FOUND, message)

@@ -1,0 +1,161 @@
+"""The wire contract (shared/spec/protocol.md) in one place.
+
+Event and error names, close codes, parsing of client frames, and the encode-once functions:
+an event is turned into its JSON text once per room, and that same text is sent to every socket.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+# Close codes.
+WS_1009_MESSAGE_TOO_BIG = 1009
+WS_1012_SERVICE_RESTART = 1012
+WS_4001_AUTHENTICATION_FAILED = 4001
+WS_4003_FORBIDDEN = 4003
+WS_4004_HEARTBEAT_TIMEOUT = 4004
+WS_4008_RATE_LIMITED = 4008
+WS_4009_SLOW_CONSUMER = 4009
+WS_4404_NOT_FOUND = 4404
+
+# Server events: every one goes to the tournament room and the match room, except
+# bracket_updated (tournament room only).
+MATCH_SCHEDULED = "match_scheduled"
+MATCH_STARTED = "match_started"
+SCORE_UPDATED = "score_updated"
+MATCH_COMPLETED = "match_completed"
+DISPUTE_CREATED = "dispute_created"
+DISPUTE_RESOLVED = "dispute_resolved"
+BRACKET_UPDATED = "bracket_updated"
+EVENT_TYPES = frozenset(
+    {MATCH_SCHEDULED, MATCH_STARTED, SCORE_UPDATED, MATCH_COMPLETED, DISPUTE_CREATED,
+     DISPUTE_RESOLVED, BRACKET_UPDATED}
+)
+
+# Error codes of `error` frames.
+INVALID_JSON = "invalid_json"
+INVALID_MESSAGE = "invalid_message"
+UNSUPPORTED_TYPE = "unsupported_type"
+VALIDATION_ERROR = "validation_error"
+FORBIDDEN = "forbidden"
+INVALID_STATE = "invalid_state"
+RATE_LIMITED = "rate_limited"
+
+MAX_SCORE = 1_000_000
+MAX_REASON_CHARS = 500
+
+ORGANIZER = "organizer"
+PARTICIPANT = "participant"
+SPECTATOR = "spectator"
+
+
+def tournament_room(tournament_id: int) -> str:
+    return f"tournament_{tournament_id}"
+
+
+def match_room(match_id: int) -> str:
+    return f"match_{match_id}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """A server event before it is stored: its type, its data and the rooms it goes to."""
+
+    type: str
+    data: dict[str, Any]
+    rooms: tuple[str, ...] = field(default=())
+
+
+def encode(obj: Any) -> str:
+    # Compact separators: a few bytes less on every frame to every spectator.
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_event(event_type: str, event_id: int, data_json: str) -> str:
+    """The frame text of a stored event; `data_json` is already encoded (stored as such)."""
+    return f'{{"type":{json.dumps(event_type)},"id":{event_id},"data":{data_json}}}'
+
+
+def encode_ping(timestamp_ms: int) -> str:
+    return f'{{"type":"ping","timestamp":{timestamp_ms}}}'
+
+
+def encode_pong(timestamp: int) -> str:
+    return f'{{"type":"pong","timestamp":{timestamp}}}'
+
+
+def encode_error(code: str, message: str) -> str:
+    return encode({"type": "error", "data": {"code": code, "message": message}})
+
+
+class FrameError(Exception):
+    """A client frame that cannot be acted on; answered with an `error` frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ClientFrame:
+    type: str
+    fields: dict[str, Any]
+
+
+CLIENT_TYPES = ("ping", "pong", "score_update", "report_dispute")
+
+
+def parse_client_frame(text: str | None) -> ClientFrame:
+    """Parse and validate one client frame; raise FrameError with the contract's error code."""
+    if text is None:
+        raise FrameError(INVALID_JSON, "binary frames are not accepted; send JSON text")
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        raise FrameError(INVALID_JSON, "frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise FrameError(INVALID_MESSAGE, "frame must be a JSON object")
+    frame_type = obj.get("type")
+    if not isinstance(frame_type, str):
+        raise FrameError(INVALID_MESSAGE, 'frame must have a string "type"')
+    if frame_type not in CLIENT_TYPES:
+        raise FrameError(
+            UNSUPPORTED_TYPE, f"unsupported type {frame_type[:50]!r}; use one of {', '.join(CLIENT_TYPES)}"
+        )
+    if frame_type in ("ping", "pong"):
+        fields = {"timestamp": require_int(obj, "timestamp", 0, 2**63 - 1)}
+    elif frame_type == "score_update":
+        fields = {
+            "participant1_score": require_int(obj, "participant1_score", 0, MAX_SCORE),
+            "participant2_score": require_int(obj, "participant2_score", 0, MAX_SCORE),
+        }
+    else:
+        fields = {"reason": require_text(obj, "reason", MAX_REASON_CHARS)}
+    return ClientFrame(frame_type, fields)
+
+
+def is_int(value: Any) -> bool:
+    # bool is a subclass of int in Python; the contract says booleans are not integers.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def require_int(obj: dict[str, Any], name: str, low: int, high: int) -> int:
+    value = obj.get(name)
+    if not is_int(value):
+        got = "missing" if name not in obj else f"{type(value).__name__} {value!r}"[:60]
+        raise FrameError(VALIDATION_ERROR, f"{name} must be an integer from {low} to {high}, got {got}")
+    if not low <= value <= high:
+        raise FrameError(VALIDATION_ERROR, f"{name} must be from {low} to {high}, got {value}")
+    return int(value)
+
+
+def require_text(obj: dict[str, Any], name: str, max_chars: int) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise FrameError(VALIDATION_ERROR, f"{name} must be a non-empty string of at most {max_chars} characters")
+    if len(value) > max_chars:
+        raise FrameError(VALIDATION_ERROR, f"{name} must be at most {max_chars} characters, got {len(value)}")
+    return value.strip()

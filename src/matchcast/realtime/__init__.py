@@ -1,0 +1,1 @@
+"""The realtime layer: event log, hub over broadcaster, batching, WebSocket endpoints."""

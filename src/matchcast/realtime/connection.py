@@ -1,0 +1,107 @@
+"""One WebSocket seen from the hub: a bounded outbound backlog and a writer that drains it.
+
+The hub hands every socket of a room the same pre-encoded text with `offer()`, which never
+awaits, so one slow socket cannot slow anybody else. The writer task exists only while there is
+something to send (an idle socket costs no task). A backlog over `max_pending` frames means the
+client does not read: it is closed 4009 and its backlog dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from matchcast.protocol import WS_4009_SLOW_CONSUMER
+from matchcast.realtime.ratelimit import TokenBucket
+
+log = logging.getLogger("matchcast.connection")
+CONTROL = 0  # the id given to ping/pong/error/connection_established frames: never filtered
+
+
+class Connection:
+    __slots__ = (
+        "websocket", "room", "room_kind", "role", "user_id", "max_pending", "backlog", "writer",
+        "after", "open", "closing", "close_code", "last_seen", "bucket", "hub", "opened_at", "__weakref__",
+    )
+
+    def __init__(
+        self, websocket: WebSocket, room: str, room_kind: str, role: str, user_id: int | None,
+        max_pending: int, bucket: TokenBucket, hub: Any,
+    ) -> None:
+        self.websocket = websocket
+        self.room = room
+        self.room_kind = room_kind
+        self.role = role
+        self.user_id = user_id
+        self.max_pending = max_pending
+        self.bucket = bucket
+        self.hub = hub
+        self.backlog: deque[tuple[int, str]] = deque()
+        self.writer: asyncio.Task[None] | None = None
+        self.after = 0  # events with an id at most this were already sent (or replayed)
+        self.open = False  # False while connection_established and the replay are being sent
+        self.closing = False
+        self.close_code: int | None = None
+        self.last_seen = time.monotonic()
+        self.opened_at = self.last_seen
+
+    def offer(self, event_id: int, frame: str) -> None:
+        """Queue one frame for this socket; never awaits."""
+        if self.closing:
+            return
+        if len(self.backlog) >= self.max_pending:
+            self.abort(WS_4009_SLOW_CONSUMER)
+            return
+        self.backlog.append((event_id, frame))
+        if self.open and self.writer is None:
+            self.writer = asyncio.create_task(self._drain())
+
+    def start(self, after: int) -> None:
+        """Begin live delivery: events up to `after` were covered by the snapshot or replay."""
+        self.after = after
+        self.open = True
+        if self.backlog and self.writer is None and not self.closing:
+            self.writer = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.backlog and not self.closing:
+                event_id, frame = self.backlog.popleft()
+                if event_id != CONTROL:
+                    if event_id <= self.after:
+                        continue  # already in the snapshot or the replay
+                    self.after = event_id
+                await self.websocket.send_text(frame)
+        except Exception:  # the peer went away mid-send; the endpoint's receive loop sees it too
+            self.closing = True
+            self.backlog.clear()
+        finally:
+            self.writer = None
+
+    def abort(self, code: int) -> None:
+        """Close from synchronous code (the hub's fan-out, the heartbeat)."""
+        if self.closing:
+            return
+        self.closing = True
+        self.backlog.clear()
+        if self.writer is not None:
+            self.writer.cancel()  # it may be blocked on a client that does not read
+        asyncio.create_task(self.close(code))
+
+    async def close(self, code: int) -> None:
+        self.closing = True
+        self.close_code = self.close_code or code
+        self.backlog.clear()
+        try:
+            await self.websocket.close(code)
+        except Exception:  # already closed by the peer
+            pass
+
+    @property
+    def pending(self) -> int:
+        return len(self.backlog)

@@ -1,0 +1,230 @@
+"""The WebSocket endpoints `/ws/tournament/{id}/` and `/ws/match/{id}/`.
+
+Everything is decided after accept, so clients see the contract's close codes (a close before
+accept is an empty HTTP 403 on uvicorn); only a foreign Origin is refused before accept, with 403.
+Frames are received as text and parsed here: bad input is answered, never a reason to close.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.endpoints import WebSocketEndpoint
+from starlette.websockets import WebSocket
+
+from matchcast import errors
+from matchcast.db.database import Database
+from matchcast.protocol import (
+    FORBIDDEN,
+    INVALID_STATE,
+    RATE_LIMITED,
+    WS_4001_AUTHENTICATION_FAILED,
+    WS_4008_RATE_LIMITED,
+    WS_4404_NOT_FOUND,
+    FrameError,
+    encode_error,
+    encode_pong,
+    match_room,
+    parse_client_frame,
+    tournament_room,
+)
+from matchcast.realtime.connection import CONTROL, Connection
+from matchcast.realtime.hub import Hub
+from matchcast.realtime.metrics import Metrics
+from matchcast.realtime.ratelimit import TokenBucket
+from matchcast.security import TokenError, verify_token
+from matchcast.services import disputes, matches, snapshots
+from matchcast.services.actors import Actor, load_actor, match_role, tournament_role
+from matchcast.settings import Settings
+
+log = logging.getLogger("matchcast.ws")
+MAX_ID = 2**31 - 1  # larger ids cannot exist (INTEGER columns); refused before any query
+
+
+@dataclass
+class Realtime:
+    """What the endpoints need, set on `app.state.realtime` by create_app."""
+
+    settings: Settings
+    db: Database
+    hub: Hub
+    metrics: Metrics
+
+
+def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True  # not a browser: nothing to protect against
+    origin = origin.rstrip("/")
+    if settings.allowed_origins:
+        return origin in settings.allowed_origins
+    host = websocket.headers.get("host", "")
+    return origin in (f"http://{host}", f"https://{host}")
+
+
+def bearer_token(websocket: WebSocket) -> str | None:
+    token = websocket.query_params.get("token")
+    if token:
+        return token
+    header = websocket.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def resume_point(websocket: WebSocket) -> int | None:
+    raw = websocket.query_params.get("last_event_id")
+    if raw is None or not raw.isascii() or not raw.isdigit() or len(raw) > 15:
+        return None
+    return int(raw)
+
+
+class RoomEndpoint(WebSocketEndpoint):
+    encoding = None  # text is parsed here, so bad JSON gets an answer instead of a 1003 close
+    kind = ""
+
+    conn: Connection | None = None
+    actor: Actor | None = None
+    room_id = 0
+
+    async def on_connect(self, websocket: WebSocket) -> None:
+        rt: Realtime = websocket.app.state.realtime
+        if not origin_allowed(websocket, rt.settings):
+            await websocket.close()  # before accept: uvicorn answers HTTP 403
+            return
+        await websocket.accept()
+        try:
+            subject = verify_token(rt.settings.jwt_secret, bearer_token(websocket))
+        except TokenError as exc:
+            await self._refuse(websocket, rt, WS_4001_AUTHENTICATION_FAILED, str(exc))
+            return
+        self.room_id = int(websocket.path_params["id"])
+        if self.room_id > MAX_ID:
+            await self._refuse(websocket, rt, WS_4404_NOT_FOUND, f"no such {self.kind}")
+            return
+        async with rt.db.connection():  # one database connection for the whole set-up
+            if subject.user_id is not None:
+                self.actor = await load_actor(rt.db, subject.user_id)
+                if self.actor is None:
+                    await self._refuse(websocket, rt, WS_4001_AUTHENTICATION_FAILED, "unknown user")
+                    return
+            role = await self.resolve_role(rt.db)
+            if role is None:
+                await self._refuse(websocket, rt, WS_4404_NOT_FOUND, f"no such {self.kind}")
+                return
+            room = self.room_name()
+            self.conn = Connection(
+                websocket, room, self.kind, role, self.actor.user_id if self.actor else None,
+                rt.settings.max_pending, TokenBucket(rt.settings.rate_limit), rt.hub)
+            welcome = {"room": room, "user_id": self.conn.user_id, "role": role,
+                       "heartbeat_interval": rt.settings.heartbeat_interval,
+                       "heartbeat_timeout": rt.settings.heartbeat_timeout}
+            await rt.hub.establish(self.conn, self.snapshot_of(rt.db), resume_point(websocket), welcome)
+        log.info("open room=%s role=%s user=%s", room, role, self.conn.user_id)
+
+    async def _refuse(self, websocket: WebSocket, rt: Realtime, code: int, why: str) -> None:
+        log.info("refused path=%s code=%d reason=%s", websocket.url.path, code, why)
+        rt.metrics.closes.labels(str(code)).inc()
+        await websocket.close(code, reason=why[:120])
+
+    async def on_receive(self, websocket: WebSocket, data: Any) -> None:
+        conn = self.conn
+        if conn is None or conn.closing:
+            return
+        rt: Realtime = websocket.app.state.realtime
+        rt.metrics.frames_in.inc()
+        conn.last_seen = time.monotonic()
+        if not conn.bucket.allow():
+            if conn.bucket.flooding():
+                conn.abort(WS_4008_RATE_LIMITED)
+            else:
+                self._error(rt, RATE_LIMITED, "too many frames; slow down")
+            return
+        try:
+            frame = parse_client_frame(data if isinstance(data, str) else None)
+            if frame.type == "ping":
+                conn.offer(CONTROL, encode_pong(frame.fields["timestamp"]))
+            elif frame.type == "score_update":
+                await self.score_update(rt, frame.fields)
+            elif frame.type == "report_dispute":
+                await self.report_dispute(rt, frame.fields["reason"])
+        except FrameError as exc:
+            self._error(rt, exc.code, exc.message)
+        except errors.DomainError as exc:
+            code = exc.code if exc.code in (FORBIDDEN, INVALID_STATE, "validation_error") else INVALID_STATE
+            self._error(rt, code, exc.message)
+        except Exception:
+            log.exception("frame handling failed in %s", conn.room)
+            self._error(rt, INVALID_STATE, "the server could not do this now (database unavailable?); try again")
+
+    def _error(self, rt: Realtime, code: str, message: str) -> None:
+        rt.metrics.errors.labels(code).inc()
+        if self.conn is not None:
+            self.conn.offer(CONTROL, encode_error(code, message))
+
+    async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        rt: Realtime = websocket.app.state.realtime
+        rt.hub.leave(conn)
+        conn.closing = True
+        code = conn.close_code or close_code
+        rt.metrics.closes.labels(str(code)).inc()
+        log.info("close room=%s role=%s user=%s code=%s", conn.room, conn.role, conn.user_id, code)
+
+    # -- per room kind ----------------------------------------------------------------------------
+
+    def room_name(self) -> str:
+        raise NotImplementedError
+
+    async def resolve_role(self, db: Database) -> str | None:
+        raise NotImplementedError
+
+    def snapshot_of(self, db: Database) -> Any:
+        raise NotImplementedError
+
+    async def score_update(self, rt: Realtime, fields: dict[str, Any]) -> None:
+        raise errors.forbidden(f"score updates go to /ws/match/{{id}}/, not a {self.kind} room")
+
+    async def report_dispute(self, rt: Realtime, reason: str) -> None:
+        raise errors.forbidden(f"disputes are reported in /ws/match/{{id}}/, not a {self.kind} room")
+
+
+class MatchEndpoint(RoomEndpoint):
+    kind = "match"
+
+    def room_name(self) -> str:
+        return match_room(self.room_id)
+
+    async def resolve_role(self, db: Database) -> str | None:
+        match = await db.fetch_one(matches.matches.select().where(matches.matches.c.id == self.room_id))
+        if match is None:
+            return None
+        tournament = await matches.tournament_of(db, match)
+        return match_role(self.actor, match, tournament.organizer_id)
+
+    def snapshot_of(self, db: Database) -> Any:
+        return lambda: snapshots.match_snapshot(db, self.room_id)
+
+    async def score_update(self, rt: Realtime, fields: dict[str, Any]) -> None:
+        await matches.update_score(
+            rt.db, rt.hub, self.actor, self.room_id, fields["participant1_score"], fields["participant2_score"])
+
+    async def report_dispute(self, rt: Realtime, reason: str) -> None:
+        await disputes.report_dispute(rt.db, rt.hub, self.actor, self.room_id, reason)
+
+
+class TournamentEndpoint(RoomEndpoint):
+    kind = "tournament"
+
+    def room_name(self) -> str:
+        return tournament_room(self.room_id)
+
+    async def resolve_role(self, db: Database) -> str | None:
+        return await tournament_role(db, self.actor, self.room_id)
+
+    def snapshot_of(self, db: Database) -> Any:
+        return lambda: snapshots.tournament_snapshot(db, self.room_id)

@@ -1,0 +1,243 @@
+"""The hub: rooms over the broker, ordered delivery, local fan-out, heartbeat.
+
+Guarantees:
+- publish(): every event is stored in the log of each of its rooms (contiguous ids) before it
+  is broadcast; score events pass the batching window first.
+- One broker subscription per room per process, however many sockets watch the room.
+- Each room hands its sockets the events in id order, each once: a message that arrives ahead of
+  a missing id waits `gap_fill_wait_ms` for it, then the missing ones are read from the log.
+- A socket joining a room gets `connection_established` (snapshot and last id), then the stored
+  events it asked to resume, then live events, with no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
+
+from matchcast.db.database import Database
+from matchcast.protocol import (
+    MATCH_COMPLETED,
+    SCORE_UPDATED,
+    WS_1012_SERVICE_RESTART,
+    WS_4004_HEARTBEAT_TIMEOUT,
+    Event,
+    encode,
+    encode_ping,
+)
+from matchcast.realtime import eventlog
+from matchcast.realtime.batching import ScoreBatcher
+from matchcast.realtime.broker import Broker, BrokerMessage
+from matchcast.realtime.connection import CONTROL, Connection
+from matchcast.realtime.metrics import Metrics
+from matchcast.settings import Settings
+
+log = logging.getLogger("matchcast.hub")
+
+
+class Room:
+    __slots__ = ("name", "connections", "task", "ready", "next_id", "ahead", "gap_deadline")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.connections: set[Connection] = set()
+        self.task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+        self.next_id = 1  # the id this room must deliver next
+        self.ahead: dict[int, tuple[str, int]] = {}  # id -> (frame, published_ns), arrived early
+        self.gap_deadline: float | None = None
+
+
+class Hub:
+    def __init__(self, settings: Settings, db: Database, broker: Broker, metrics: Metrics) -> None:
+        self.settings = settings
+        self.db = db
+        self.broker = broker
+        self.metrics = metrics
+        self.rooms: dict[str, Room] = {}
+        self.batcher = ScoreBatcher(settings.score_batch_window_ms, self.publish_now)
+        self._publish_lock = asyncio.Lock()
+        self._heartbeat: asyncio.Task[None] | None = None
+        metrics.watch_connections(self._connection_counts)
+
+    async def start(self) -> None:
+        self._heartbeat = asyncio.create_task(self._beat())
+
+    async def stop(self) -> None:
+        """Graceful shutdown: flush pending scores, close every socket 1012."""
+        await self.batcher.flush_all()
+        for conn in list(self.connections()):
+            await conn.close(WS_1012_SERVICE_RESTART)
+        for task in [self._heartbeat, *(room.task for room in self.rooms.values())]:
+            if task is not None:
+                task.cancel()
+        self.rooms.clear()
+
+    # -- publishing (the services' Publisher) ---------------------------------------------
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        immediate: list[Event] = []
+        for event in events:
+            if event.type == SCORE_UPDATED:
+                await self.batcher.submit(event)
+            else:
+                if event.type == MATCH_COMPLETED:
+                    await self.batcher.flush(int(event.data["match_id"]))
+                immediate.append(event)
+        if immediate:
+            await self.publish_now(immediate)
+
+    async def publish_now(self, events: Sequence[Event]) -> None:
+        # One publisher at a time in this process, so the broker sees each room's ids in order.
+        async with self._publish_lock:
+            stored = await eventlog.store(self.db, events)
+            for event in stored:
+                try:
+                    await self.broker.publish(event.room, event.id, event.frame)
+                except Exception:
+                    # Stored all the same: the next event's gap fill or a resume delivers it.
+                    log.exception("broadcast of %s %d failed", event.room, event.id)
+
+    # -- rooms --------------------------------------------------------------------------------
+
+    async def join(self, conn: Connection) -> None:
+        room = self.rooms.get(conn.room)
+        if room is None:
+            room = self.rooms[conn.room] = Room(conn.room)
+            room.task = asyncio.create_task(self._listen(room))
+        room.connections.add(conn)
+        await room.ready.wait()
+
+    def leave(self, conn: Connection) -> None:
+        room = self.rooms.get(conn.room)
+        if room is None:
+            return
+        room.connections.discard(conn)
+        if not room.connections:
+            del self.rooms[conn.room]
+            if room.task is not None:
+                room.task.cancel()
+
+    async def establish(
+        self, conn: Connection, snapshot: Callable[[], Awaitable[dict[str, Any]]],
+        resume_from: int | None, welcome: dict[str, Any],
+    ) -> None:
+        """Subscribe, then snapshot, then send connection_established, the replay, and go live."""
+        await self.join(conn)
+        last = await eventlog.last_id(self.db, conn.room)
+        state = await snapshot()
+        replay, status = await self._replay(conn.room, resume_from, last)
+        data = {**welcome, "server_time": int(time.time() * 1000), "last_event_id": last,
+                "replay": status, "state": state}
+        await conn.websocket.send_text(encode({"type": "connection_established", "data": data}))
+        for event in replay:
+            await conn.websocket.send_text(event.frame)
+        conn.start(after=last)
+
+    async def _replay(self, room: str, after: int | None, last: int) -> tuple[list[eventlog.StoredEvent], str]:
+        if after is None or after >= last:
+            return [], "complete"
+        if last - after > self.settings.max_replay_events:
+            return [], "partial"  # too far behind: the snapshot is cheaper than the log
+        events = await eventlog.read_after(self.db, room, after, last - after)
+        if not events or events[0].id != after + 1:
+            return [], "partial"  # pruned by retention
+        return events, "complete"
+
+    async def _listen(self, room: Room) -> None:
+        try:
+            async with self.broker.subscribe(room.name) as subscription:
+                room.next_id = await eventlog.last_id(self.db, room.name) + 1
+                room.ready.set()
+                while True:
+                    if room.gap_deadline is None:
+                        message = await subscription.get()
+                    else:
+                        wait = room.gap_deadline - time.monotonic()
+                        try:
+                            message = await asyncio.wait_for(subscription.get(), max(wait, 0))
+                        except TimeoutError:
+                            await self._fill_gap(room)
+                            continue
+                    await self._receive(room, message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("subscription to %s failed", room.name)
+            raise
+
+    async def _receive(self, room: Room, message: BrokerMessage) -> None:
+        if message.event_id < room.next_id or message.event_id in room.ahead:
+            return  # a duplicate: already delivered
+        frame = message.frame
+        if frame is None:  # too large for the broker: read it from the log
+            found = await eventlog.read_after(self.db, room.name, message.event_id - 1, 1)
+            if not found:
+                return
+            frame = found[0].frame
+        room.ahead[message.event_id] = (frame, message.published_ns)
+        self._deliver_ready(room)
+        if room.ahead and room.gap_deadline is None:
+            room.gap_deadline = time.monotonic() + self.settings.gap_fill_wait_ms / 1000
+
+    async def _fill_gap(self, room: Room) -> None:
+        """Read the missing events from the log, then deliver everything in order."""
+        upto = max(room.ahead)
+        found = await eventlog.read_after(self.db, room.name, room.next_id - 1, upto - room.next_id + 1)
+        now = time.time_ns()
+        for event in found:
+            room.ahead.setdefault(event.id, (event.frame, now))
+        self._deliver_ready(room)
+        if room.ahead:  # still missing (pruned, or never committed): skip the hole
+            log.warning("%s: events %d..%d are not in the log; skipping", room.name, room.next_id, min(room.ahead) - 1)
+            room.next_id = min(room.ahead)
+            self._deliver_ready(room)
+        room.gap_deadline = None
+
+    def _deliver_ready(self, room: Room) -> None:
+        while room.next_id in room.ahead:
+            frame, published_ns = room.ahead.pop(room.next_id)
+            for conn in room.connections:
+                conn.offer(room.next_id, frame)
+            self.metrics.frames_out.inc(len(room.connections))
+            self.metrics.publish_latency.observe(max(0, time.time_ns() - published_ns) / 1e9)
+            room.next_id += 1
+        if not room.ahead:
+            room.gap_deadline = None
+
+    # -- heartbeat ------------------------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        interval = self.settings.heartbeat_interval
+        timeout = self.settings.heartbeat_timeout
+        tick = min(interval, timeout / 4)
+        last_ping = time.monotonic()
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            frame = None
+            if now - last_ping >= interval - tick / 10:
+                frame, last_ping = encode_ping(int(time.time() * 1000)), now
+            sent = 0
+            for conn in list(self.connections()):
+                if now - conn.last_seen > timeout:
+                    conn.abort(WS_4004_HEARTBEAT_TIMEOUT)
+                elif frame is not None:
+                    conn.offer(CONTROL, frame)
+                    sent += 1
+            self.metrics.frames_out.inc(sent)
+
+    def connections(self) -> Iterator[Connection]:
+        for room in list(self.rooms.values()):
+            yield from room.connections
+
+    def _connection_counts(self) -> list[tuple[str, str, int, int]]:
+        counts: dict[tuple[str, str], list[int]] = {}
+        for conn in self.connections():
+            entry = counts.setdefault((conn.room_kind, conn.role), [0, 0])
+            entry[0] += 1
+            entry[1] += conn.pending
+        return [(kind, role, n, pending) for (kind, role), (n, pending) in counts.items()]

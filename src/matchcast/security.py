@@ -1,0 +1,85 @@
+"""Access tokens (python-jose, HS256 only) and password hashing (argon2).
+
+The command line, `POST /api/token`, the guest tokens of the spectator pages and the WebSocket
+endpoints all go through these functions, so a token is minted by the code that verifies it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from jose import jwt
+from jose.exceptions import ExpiredSignatureError, JOSEError
+
+ALGORITHM = "HS256"
+GUEST_PREFIX = "guest:"
+_hasher = PasswordHasher()
+# Verified against when the username does not exist, so a wrong name costs as long as a wrong
+# password and response times do not reveal which usernames exist.
+_DUMMY_HASH = _hasher.hash("matchcast-dummy-password")
+
+
+class TokenError(Exception):
+    """The token is missing, malformed, forged or expired; the message says which."""
+
+
+@dataclass(frozen=True)
+class TokenSubject:
+    user_id: int | None  # None for a guest spectator
+    guest: str | None = None
+
+
+def create_token(secret: str, subject: str, ttl_seconds: int) -> str:
+    now = int(time.time())
+    claims = {"sub": subject, "iat": now, "exp": now + ttl_seconds}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def create_user_token(secret: str, user_id: int, ttl_seconds: int) -> str:
+    return create_token(secret, str(user_id), ttl_seconds)
+
+
+def create_guest_token(secret: str, ttl_seconds: int) -> str:
+    return create_token(secret, GUEST_PREFIX + secrets.token_hex(8), ttl_seconds)
+
+
+def verify_token(secret: str, token: str | None) -> TokenSubject:
+    if not token:
+        raise TokenError("no token: pass ?token=<JWT> or Authorization: Bearer <JWT>")
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            options={"require_exp": True, "require_sub": True, "verify_aud": False},
+        )
+    except ExpiredSignatureError:
+        raise TokenError("token expired: get a new one from POST /api/token") from None
+    except (JOSEError, AttributeError, TypeError, ValueError):
+        # python-jose raises JWKError (not a JWTError) for some forged headers: catch the base.
+        raise TokenError("token is not valid: it must be an HS256 JWT signed by this server") from None
+    return parse_subject(claims.get("sub"))
+
+
+def parse_subject(sub: object) -> TokenSubject:
+    if isinstance(sub, str):
+        if sub.startswith(GUEST_PREFIX) and len(sub) > len(GUEST_PREFIX):
+            return TokenSubject(user_id=None, guest=sub[len(GUEST_PREFIX):])
+        if sub.isascii() and sub.isdigit() and len(sub) <= 18 and int(sub) > 0:
+            return TokenSubject(user_id=int(sub))
+    raise TokenError('token subject must be a user id ("12") or "guest:<name>"')
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False

@@ -1,0 +1,63 @@
+"""Running the app under uvicorn: one place for the server options, used by `matchcast serve`,
+the tests and the benchmarks alike."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from uvicorn.supervisors import Multiprocess
+
+from matchcast.app import create_app
+from matchcast.settings import Settings
+
+log = logging.getLogger("matchcast.server")
+# websockets-sansio (uvicorn's default) never answers a handshake of 8 KB or more
+# (shared/dependencies.md pitfall 11); wsproto answers it promptly.
+WS_IMPLEMENTATION = "wsproto"
+
+
+def config(app: Any, settings: Settings, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> uvicorn.Config:
+    defaults: dict[str, Any] = {
+        "ws": WS_IMPLEMENTATION,
+        "ws_max_size": settings.max_message_bytes,  # larger frames close 1009
+        "ws_per_message_deflate": False,  # compressing each frame per socket defeats encode-once
+        "lifespan": "on",
+        "log_level": "info",
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    return uvicorn.Config(app, host=host, port=port, **{**defaults, **options})
+
+
+def app_from_env() -> Starlette:
+    """The app factory each worker process calls (settings come from the same environment)."""
+    return create_app(Settings.from_env())
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, with our graceful shutdown first: flush pending scores, close 1012."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app = self.config.loaded_app
+        while app is not None and not isinstance(app, Starlette):
+            app = getattr(app, "app", None)
+        if app is not None:
+            try:
+                await asyncio.wait_for(app.state.realtime.hub.stop(), 10)
+            except Exception:
+                log.exception("graceful stop of the hub failed")
+        await super().shutdown(sockets)
+
+
+def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    if workers <= 1:
+        Server(config(create_app(settings), settings, host, port)).run()
+        return
+    cfg = config("matchcast.server:app_from_env", settings, host, port, factory=True, workers=workers)
+    sock = cfg.bind_socket()
+    Multiprocess(cfg, target=Server(cfg).run, sockets=[sock]).run()

@@ -1,0 +1,1 @@
+"""Domain services: validate, write in one transaction, then hand the events to a publisher."""

@@ -1,0 +1,60 @@
+"""Who is acting, and what they may do in a tournament or a match."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from matchcast import errors
+from matchcast.db.database import Database
+from matchcast.db.tables import registrations, tournaments, users
+from matchcast.protocol import ORGANIZER, PARTICIPANT, SPECTATOR
+
+
+@dataclass(frozen=True)
+class Actor:
+    user_id: int
+    username: str
+    is_staff: bool
+
+
+async def load_actor(db: Database, user_id: int) -> Actor | None:
+    row = await db.fetch_one(sa.select(users.c.id, users.c.username, users.c.is_staff).where(users.c.id == user_id))
+    return None if row is None else Actor(row.id, row.username, bool(row.is_staff))
+
+
+def is_organizer(actor: Actor | None, tournament: Any) -> bool:
+    return actor is not None and (actor.is_staff or actor.user_id == tournament.organizer_id)
+
+
+def require_organizer(actor: Actor | None, tournament: Any) -> None:
+    if not is_organizer(actor, tournament):
+        raise errors.forbidden("only the tournament's organizer or a staff user may do this")
+
+
+async def tournament_role(db: Database, actor: Actor | None, tournament_id: int) -> str | None:
+    """The role in a tournament room, or None when the tournament does not exist."""
+    row = await db.fetch_one(sa.select(tournaments.c.organizer_id).where(tournaments.c.id == tournament_id))
+    if row is None:
+        return None
+    if is_organizer(actor, row):
+        return ORGANIZER
+    if actor is not None:
+        registered = await db.fetch_val(
+            sa.select(sa.func.count()).select_from(registrations).where(
+                registrations.c.tournament_id == tournament_id, registrations.c.user_id == actor.user_id
+            )
+        )
+        if registered:
+            return PARTICIPANT
+    return SPECTATOR
+
+
+def match_role(actor: Actor | None, match: Any, organizer_id: int) -> str:
+    if actor is not None and (actor.is_staff or actor.user_id == organizer_id):
+        return ORGANIZER
+    if actor is not None and actor.user_id in (match.participant1_id, match.participant2_id):
+        return PARTICIPANT
+    return SPECTATOR

@@ -1,0 +1,58 @@
+"""Disputes: reported by a match's participants, resolved by the organizer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from matchcast import errors
+from matchcast.db.database import Database, utcnow
+from matchcast.db.tables import disputes
+from matchcast.protocol import MAX_REASON_CHARS, is_int
+from matchcast.services import events
+from matchcast.services.actors import Actor, require_organizer
+from matchcast.services.matches import locked_match, tournament_of
+from matchcast.services.publisher import Publisher
+
+
+def validate_text(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REASON_CHARS:
+        raise errors.invalid(f"{name} must be 1 to {MAX_REASON_CHARS} characters")
+    return value.strip()
+
+
+async def report_dispute(db: Database, publisher: Publisher, actor: Actor | None, match_id: Any, reason: Any) -> Any:
+    reason = validate_text("reason", reason)
+    async with db.write():
+        match = await locked_match(db, match_id)
+        if actor is None or actor.user_id not in (match.participant1_id, match.participant2_id):
+            raise errors.forbidden("only the match's participants may report a dispute")
+        if match.status == "cancelled":
+            raise errors.invalid_state(f"match {match.id} is cancelled; there is nothing to dispute")
+        query = disputes.insert().values(
+            match_id=match.id, reported_by_id=actor.user_id, reason=reason, status="open", created_at=utcnow())
+        dispute_id = await db.fetch_val(query.returning(disputes.c.id))
+        dispute = await db.fetch_one(disputes.select().where(disputes.c.id == dispute_id))
+    await publisher.publish([events.dispute_created(dispute, match)])
+    return dispute
+
+
+async def resolve_dispute(
+    db: Database, publisher: Publisher, actor: Actor | None, dispute_id: Any, resolution: Any
+) -> Any:
+    resolution = validate_text("resolution", resolution)
+    if not is_int(dispute_id):
+        raise errors.invalid("dispute id must be an integer")
+    async with db.write():
+        dispute = await db.fetch_one(disputes.select().where(disputes.c.id == dispute_id).with_for_update())
+        if dispute is None:
+            raise errors.not_found(f"dispute {dispute_id} does not exist")
+        match = await locked_match(db, dispute.match_id)
+        require_organizer(actor, await tournament_of(db, match))
+        if dispute.status != "open":
+            raise errors.invalid_state(f"dispute {dispute.id} is already resolved")
+        await db.execute(disputes.update().where(disputes.c.id == dispute.id).values(
+            status="resolved", resolution=resolution, resolved_by_id=actor.user_id if actor else None,
+            resolved_at=utcnow()))
+        dispute = await db.fetch_one(disputes.select().where(disputes.c.id == dispute.id))
+    await publisher.publish([events.dispute_resolved(dispute, match)])
+    return dispute

@@ -1,0 +1,154 @@
+"""Match life: start, score, complete (the winner advances), cancel.
+
+Each action validates, writes in one transaction, and after the commit hands its events to the
+publisher. An action that does not fit the match's status is refused and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from matchcast import errors
+from matchcast.db.database import Database, utcnow
+from matchcast.db.tables import matches, tournaments
+from matchcast.protocol import MAX_SCORE, SPECTATOR, Event, is_int
+from matchcast.services import events
+from matchcast.services.actors import Actor, match_role, require_organizer
+from matchcast.services.publisher import Publisher
+from matchcast.services.snapshots import bracket
+from matchcast.services.users import usernames
+
+SCHEDULED, LIVE, COMPLETED, CANCELLED = "scheduled", "live", "completed", "cancelled"
+
+
+async def locked_match(db: Database, match_id: Any) -> Any:
+    if not is_int(match_id):
+        raise errors.invalid("match id must be an integer")
+    row = await db.fetch_one(matches.select().where(matches.c.id == match_id).with_for_update())
+    if row is None:
+        raise errors.not_found(f"match {match_id} does not exist")
+    return row
+
+
+async def reload(db: Database, match_id: int) -> Any:
+    return await db.fetch_one(matches.select().where(matches.c.id == match_id))
+
+
+async def tournament_of(db: Database, match: Any) -> Any:
+    return await db.fetch_one(tournaments.select().where(tournaments.c.id == match.tournament_id))
+
+
+def validate_score(name: str, value: Any) -> int:
+    if not is_int(value) or not 0 <= value <= MAX_SCORE:
+        raise errors.invalid(f"{name} must be an integer from 0 to {MAX_SCORE}, got {value!r}"[:120])
+    return int(value)
+
+
+async def start_match(db: Database, publisher: Publisher, actor: Actor | None, match_id: Any) -> Any:
+    async with db.write():
+        match = await locked_match(db, match_id)
+        require_organizer(actor, await tournament_of(db, match))
+        if match.status != SCHEDULED:
+            raise errors.invalid_state(f"match {match.id} is {match.status}; only a scheduled match can start")
+        if match.participant1_id is None or match.participant2_id is None:
+            raise errors.invalid_state(f"match {match.id} is waiting for its players; finish the earlier round first")
+        now = utcnow()
+        await db.execute(matches.update().where(matches.c.id == match.id).values(
+            status=LIVE, started_at=now, updated_at=now))
+        match = await reload(db, match.id)
+    await publisher.publish([events.match_started(match)])
+    return match
+
+
+async def update_score(
+    db: Database, publisher: Publisher, actor: Actor | None, match_id: Any, score1: Any, score2: Any
+) -> Any:
+    """Store a score at once (sequence + 1); the publisher may coalesce the broadcast."""
+    score1 = validate_score("participant1_score", score1)
+    score2 = validate_score("participant2_score", score2)
+    async with db.write():
+        match = await locked_match(db, match_id)
+        tournament = await tournament_of(db, match)
+        if match_role(actor, match, tournament.organizer_id) == SPECTATOR:
+            raise errors.forbidden("only the match's participants or the organizer may report scores")
+        if match.status != LIVE:
+            raise errors.invalid_state(f"match {match.id} is {match.status}; scores can change only while it is live")
+        await db.execute(matches.update().where(matches.c.id == match.id).values(
+            participant1_score=score1, participant2_score=score2,
+            sequence=matches.c.sequence + 1, updated_at=utcnow()))
+        match = await reload(db, match.id)
+    await publisher.publish([events.score_updated(match)])
+    return match
+
+
+def decide_winner(match: Any, winner_id: Any) -> int:
+    players = (match.participant1_id, match.participant2_id)
+    if winner_id is None:
+        if match.participant1_score == match.participant2_score:
+            raise errors.invalid("the scores are tied: name the winner_id")
+        return int(players[0] if match.participant1_score > match.participant2_score else players[1])
+    if not is_int(winner_id) or winner_id not in players:
+        raise errors.invalid(f"winner_id must be one of the match's players {list(players)}, got {winner_id!r}"[:160])
+    return int(winner_id)
+
+
+async def complete_match(
+    db: Database, publisher: Publisher, actor: Actor | None, match_id: Any, winner_id: Any = None
+) -> Any:
+    async with db.write():
+        match = await locked_match(db, match_id)
+        require_organizer(actor, await tournament_of(db, match))
+        if match.status != LIVE:
+            raise errors.invalid_state(f"match {match.id} is {match.status}; only a live match can be completed")
+        winner = decide_winner(match, winner_id)
+        now = utcnow()
+        await db.execute(matches.update().where(matches.c.id == match.id).values(
+            status=COMPLETED, winner_id=winner, completed_at=now, updated_at=now))
+        match = await reload(db, match.id)
+        published = [events.match_completed(match), *await advance_winner(db, match)]
+        published.append(events.bracket_updated(match.tournament_id, await bracket(db, match.tournament_id)))
+    await publisher.publish(published)
+    return match
+
+
+async def cancel_match(db: Database, publisher: Publisher, actor: Actor | None, match_id: Any) -> Any:
+    """Call a match off. Nobody advances from it; the organizer decides what happens next."""
+    async with db.write():
+        match = await locked_match(db, match_id)
+        require_organizer(actor, await tournament_of(db, match))
+        if match.status not in (SCHEDULED, LIVE):
+            raise errors.invalid_state(f"match {match.id} is {match.status}; only a scheduled or live match can be cancelled")
+        now = utcnow()
+        await db.execute(matches.update().where(matches.c.id == match.id).values(status=CANCELLED, updated_at=now))
+        match = await reload(db, match.id)
+        update = events.bracket_updated(match.tournament_id, await bracket(db, match.tournament_id))
+    await publisher.publish([update])
+    return match
+
+
+async def advance_winner(db: Database, match: Any) -> list[Event]:
+    """Place the winner in the next match; schedule it when both players are known.
+
+    Runs inside the caller's transaction. Completing the final completes the tournament.
+    """
+    if match.next_match_id is None:
+        await db.execute(tournaments.update().where(tournaments.c.id == match.tournament_id).values(status=COMPLETED))
+        return []
+    slot = matches.c.participant1_id if match.next_slot == 1 else matches.c.participant2_id
+    now = utcnow()
+    await db.execute(matches.update().where(matches.c.id == match.next_match_id).values(
+        {slot: match.winner_id, matches.c.updated_at: now}))
+    following = await reload(db, match.next_match_id)
+    if following.participant1_id is None or following.participant2_id is None:
+        return []
+    await db.execute(matches.update().where(matches.c.id == following.id).values(scheduled_at=now))
+    following = await reload(db, following.id)
+    names = await usernames(db, [following.participant1_id, following.participant2_id])
+    return [events.match_scheduled(following, names)]
+
+
+async def matches_of(db: Database, tournament_id: int) -> list[Any]:
+    query = sa.select(matches).where(matches.c.tournament_id == tournament_id)
+    return list(await db.fetch_all(query.order_by(matches.c.round, matches.c.position)))

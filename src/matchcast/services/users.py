@@ -1,0 +1,68 @@
+"""Users: creation with hashed passwords, and authentication."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from matchcast import errors
+from matchcast.db.database import Database, utcnow
+from matchcast.db.tables import users
+from matchcast.security import hash_password, verify_password
+
+USERNAME = re.compile(r"[A-Za-z0-9_.\-]{1,50}")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+
+
+def validate_username(username: Any) -> str:
+    if not isinstance(username, str) or not USERNAME.fullmatch(username):
+        raise errors.invalid("username must be 1 to 50 letters, digits, '.', '_' or '-'")
+    return username
+
+
+def validate_password(password: Any) -> str:
+    if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise errors.invalid(f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+    return password
+
+
+async def create_user(db: Database, username: str, password: str, is_staff: bool = False) -> int:
+    validate_username(username)
+    validate_password(password)
+    password_hash = hash_password(password)
+    async with db.write():
+        if await find_user(db, username) is not None:
+            raise errors.DomainError(errors.CONFLICT, f"username {username!r} is taken; pick another")
+        query = users.insert().values(
+            username=username, password_hash=password_hash, is_staff=is_staff, created_at=utcnow()
+        )
+        return int(await db.fetch_val(query.returning(users.c.id)))
+
+
+async def find_user(db: Database, username: str) -> Any:
+    return await db.fetch_one(users.select().where(users.c.username == username))
+
+
+async def authenticate(db: Database, username: Any, password: Any) -> Any:
+    """The user row for a right username and password, else None (same cost either way)."""
+    if not isinstance(username, str) or not isinstance(password, str) or len(password) > MAX_PASSWORD:
+        return None
+    row = await find_user(db, username) if USERNAME.fullmatch(username) else None
+    ok = verify_password(row.password_hash if row else None, password)
+    return row if ok and row is not None else None
+
+
+async def usernames(db: Database, ids: Iterable[int | None]) -> dict[int, str]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    rows = await db.fetch_all(sa.select(users.c.id, users.c.username).where(users.c.id.in_(wanted)))
+    return {row.id: row.username for row in rows}
+
+
+async def list_users(db: Database) -> list[Any]:
+    return list(await db.fetch_all(sa.select(users.c.id, users.c.username).order_by(users.c.username)))

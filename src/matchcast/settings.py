@@ -1,0 +1,181 @@
+"""Settings: every variable of the operations contract, read once and validated.
+
+`Settings.from_env()` is called by the command line; the result is frozen and passed to
+`create_app(settings)`, so two configurations can run side by side in one test process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+log = logging.getLogger("matchcast.settings")
+
+DEV_JWT_SECRET = "matchcast-development-secret-do-not-use-in-production"
+PREFIX = "MATCHCAST_"
+
+
+class SettingsError(ValueError):
+    """A bad configuration value; the message is the one line start-up prints."""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    frames: int
+    per_seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.frames}/{self.per_seconds:g}s"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///./matchcast.db"
+    broadcast_url: str = "memory://"
+    jwt_secret: str = DEV_JWT_SECRET
+    session_secret: str = ""
+    allowed_origins: tuple[str, ...] = ()
+    heartbeat_interval: float = 25.0
+    heartbeat_timeout: float = 50.0
+    score_batch_window_ms: int = 100
+    rate_limit: RateLimit = RateLimit(20, 1.0)
+    max_message_bytes: int = 65536
+    max_pending: int = 1024
+    event_retention: int = 86400
+    # Not in the contract's table: knobs the tests and the benchmarks turn.
+    gap_fill_wait_ms: int = 200
+    max_replay_events: int = 5000
+    guest_token_ttl: int = 3600
+
+    def __post_init__(self) -> None:
+        if not self.session_secret:
+            derived = hashlib.sha256(b"matchcast-session:" + self.jwt_secret.encode()).hexdigest()
+            object.__setattr__(self, "session_secret", derived)
+
+    @property
+    def using_dev_secret(self) -> bool:
+        return self.jwt_secret == DEV_JWT_SECRET
+
+    @property
+    def shared_broadcast(self) -> bool:
+        """True when several processes can share this broadcast (redis or postgres)."""
+        return not self.broadcast_url.startswith("memory://")
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str = ".env") -> Settings:
+        values = dict(_read_env_file(Path(env_file)))
+        values.update(os.environ if environ is None else environ)
+        get = lambda name: values.get(PREFIX + name, "").strip()  # noqa: E731
+        kwargs: dict[str, object] = {}
+        for name, parse in _PARSERS.items():
+            raw = get(name)
+            if raw:
+                kwargs[name.lower()] = parse(PREFIX + name, raw)
+        settings = cls(**kwargs)  # type: ignore[arg-type]
+        if settings.heartbeat_timeout <= settings.heartbeat_interval:
+            raise SettingsError(
+                "MATCHCAST_HEARTBEAT_TIMEOUT must be greater than MATCHCAST_HEARTBEAT_INTERVAL "
+                f"(got {settings.heartbeat_timeout:g} <= {settings.heartbeat_interval:g})"
+            )
+        if settings.using_dev_secret:
+            log.warning(
+                "MATCHCAST_JWT_SECRET is not set: using the public development secret. "
+                "Anyone can forge tokens. Set MATCHCAST_JWT_SECRET to 32+ random bytes in production."
+            )
+        return settings
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    found = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            found[key.strip()] = value.strip().strip("\"'")
+    return found
+
+
+def _positive_number(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a positive number of seconds, got {raw!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise SettingsError(f"{name} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _int_in(low: int, high: int):  # type: ignore[no-untyped-def]
+    def parse(name: str, raw: str) -> int:
+        if not re.fullmatch(r"\d+", raw) or not low <= int(raw) <= high:
+            raise SettingsError(f"{name} must be a whole number from {low} to {high}, got {raw!r}")
+        return int(raw)
+
+    return parse
+
+
+def _database_url(name: str, raw: str) -> str:
+    if raw.startswith("postgres://"):
+        raw = "postgresql://" + raw[len("postgres://") :]
+    if re.match(r"^(sqlite:///.+|postgresql://.+)$", raw):
+        return raw
+    raise SettingsError(f"{name} must be sqlite:///PATH or postgresql://USER@HOST/DB, got {raw!r}")
+
+
+def _broadcast_url(name: str, raw: str) -> str:
+    if raw == "memory://" or re.match(r"^(redis|rediss|postgres|postgresql)://.+$", raw):
+        return raw
+    raise SettingsError(
+        f"{name} must be memory://, redis://HOST:PORT or postgres://USER@HOST/DB, got {raw!r}"
+    )
+
+
+def _secret(name: str, raw: str) -> str:
+    if len(raw.encode()) < 16:
+        raise SettingsError(f"{name} must be at least 16 bytes (32 random bytes recommended)")
+    return raw
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise SettingsError(
+                f"{name} must be comma-separated origins like https://example.org, got {origin!r}"
+            )
+    return origins
+
+
+def _rate_limit(name: str, raw: str) -> RateLimit:
+    match = re.fullmatch(r"(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*s", raw)
+    if not match or int(match.group(1)) < 1 or float(match.group(2) or 1) <= 0:
+        raise SettingsError(f"{name} must look like 20/1s (frames per seconds), got {raw!r}")
+    return RateLimit(int(match.group(1)), float(match.group(2) or 1))
+
+
+_PARSERS = {
+    "DATABASE_URL": _database_url,
+    "BROADCAST_URL": _broadcast_url,
+    "JWT_SECRET": _secret,
+    "SESSION_SECRET": _secret,
+    "ALLOWED_ORIGINS": _origins,
+    "HEARTBEAT_INTERVAL": _positive_number,
+    "HEARTBEAT_TIMEOUT": _positive_number,
+    "SCORE_BATCH_WINDOW_MS": _int_in(1, 60_000),
+    "RATE_LIMIT": _rate_limit,
+    "MAX_MESSAGE_BYTES": _int_in(256, 16 * 1024 * 1024),
+    "MAX_PENDING": _int_in(1, 1_000_000),
+    "EVENT_RETENTION": _int_in(1, 10 * 365 * 86400),
+    "GAP_FILL_WAIT_MS": _int_in(0, 60_000),
+    "MAX_REPLAY_EVENTS": _int_in(1, 1_000_000),
+}

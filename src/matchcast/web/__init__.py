@@ -1,0 +1,1 @@
+"""HTTP: the JSON API, health and metrics, spectator pages and organizer forms."""

@@ -1,0 +1,174 @@
+"""The organizer JSON API, snapshots, tokens, health and metrics (shared/spec/operations.md)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from matchcast import errors
+from matchcast.protocol import is_int
+from matchcast.security import TokenError, create_user_token, verify_token
+from matchcast.services import disputes, matches, snapshots, users
+from matchcast.services.actors import Actor, load_actor
+
+STATUS = {
+    errors.VALIDATION_ERROR: 400,
+    errors.UNAUTHORIZED: 401,
+    errors.FORBIDDEN: 403,
+    errors.NOT_FOUND: 404,
+    errors.INVALID_STATE: 409,
+    errors.CONFLICT: 409,
+    errors.UNAVAILABLE: 503,
+}
+MAX_BODY = 64 * 1024
+TOKEN_TTL = 3600
+
+
+def error_response(code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=STATUS.get(code, 400))
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise errors.invalid(f"request body is larger than {MAX_BODY} bytes")
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        raise errors.invalid("request body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise errors.invalid("request body must be a JSON object")
+    return data
+
+
+async def bearer_actor(request: Request) -> Actor:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise errors.DomainError(errors.UNAUTHORIZED, "send Authorization: Bearer <token> (from POST /api/token)")
+    try:
+        subject = verify_token(request.app.state.realtime.settings.jwt_secret, token.strip())
+    except TokenError as exc:
+        raise errors.DomainError(errors.UNAUTHORIZED, str(exc)) from None
+    actor = await load_actor(request.app.state.realtime.db, subject.user_id) if subject.user_id else None
+    if actor is None:
+        raise errors.DomainError(errors.UNAUTHORIZED, "this token does not belong to a user")
+    return actor
+
+
+def path_id(request: Request) -> int:
+    value = int(request.path_params["id"])
+    if value > 2**31 - 1:
+        raise errors.not_found("no such id")
+    return value
+
+
+Handler = Callable[[Request], Awaitable[Any]]
+
+
+def api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Run a handler, turning DomainError into the contract's error JSON."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            result = await handler(request)
+        except errors.DomainError as exc:
+            return error_response(exc.code, exc.message)
+        return result if isinstance(result, Response) else JSONResponse(result)
+
+    return endpoint
+
+
+async def token(request: Request) -> Any:
+    body = await json_body(request)
+    username, password = body.get("username"), body.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise errors.invalid('send {"username": "...", "password": "..."}')
+    rt = request.app.state.realtime
+    user = await users.authenticate(rt.db, username, password)
+    if user is None:
+        raise errors.DomainError(errors.UNAUTHORIZED, "wrong username or password")
+    return {"access_token": create_user_token(rt.settings.jwt_secret, user.id, TOKEN_TTL),
+            "token_type": "bearer", "expires_in": TOKEN_TTL}
+
+
+async def tournament_snapshot(request: Request) -> Any:
+    return await snapshots.tournament_snapshot(request.app.state.realtime.db, path_id(request))
+
+
+async def match_snapshot(request: Request) -> Any:
+    return await snapshots.match_snapshot(request.app.state.realtime.db, path_id(request))
+
+
+async def start(request: Request) -> Any:
+    rt = request.app.state.realtime
+    match_id = path_id(request)
+    actor = await bearer_actor(request)
+    await matches.start_match(rt.db, rt.hub, actor, match_id)
+    return await snapshots.match_snapshot(rt.db, match_id)
+
+
+async def score(request: Request) -> Any:
+    rt = request.app.state.realtime
+    match_id = path_id(request)
+    actor = await bearer_actor(request)
+    body = await json_body(request)
+    await matches.update_score(
+        rt.db, rt.hub, actor, match_id, body.get("participant1_score"), body.get("participant2_score"))
+    return await snapshots.match_snapshot(rt.db, match_id)
+
+
+async def complete(request: Request) -> Any:
+    rt = request.app.state.realtime
+    match_id = path_id(request)
+    actor = await bearer_actor(request)
+    body = await json_body(request)
+    winner = body.get("winner_id")
+    if winner is not None and not is_int(winner):
+        raise errors.invalid("winner_id must be an integer user id")
+    await matches.complete_match(rt.db, rt.hub, actor, match_id, winner)
+    return await snapshots.match_snapshot(rt.db, match_id)
+
+
+async def resolve(request: Request) -> Any:
+    rt = request.app.state.realtime
+    dispute_id = path_id(request)
+    actor = await bearer_actor(request)
+    body = await json_body(request)
+    dispute = await disputes.resolve_dispute(rt.db, rt.hub, actor, dispute_id, body.get("resolution"))
+    return await snapshots.match_snapshot(rt.db, dispute.match_id)
+
+
+async def healthz(request: Request) -> Response:
+    rt = request.app.state.realtime
+    report = {"status": "ok", "database": "ok", "broadcast": rt.hub.broker.health()}
+    try:
+        await rt.db.fetch_val("SELECT 1")
+    except Exception as exc:
+        report["database"] = f"unavailable: {type(exc).__name__}: {exc}"[:200]
+    healthy = report["database"] == "ok" and report["broadcast"] == "ok"
+    if not healthy:
+        report["status"] = "degraded"
+    return JSONResponse(report, status_code=200 if healthy else 503)
+
+
+async def metrics(request: Request) -> Response:
+    body = request.app.state.realtime.metrics.render()
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+routes = [
+    Route("/api/token", api(token), methods=["POST"]),
+    Route("/api/tournaments/{id:int}", api(tournament_snapshot), methods=["GET"]),
+    Route("/api/matches/{id:int}", api(match_snapshot), methods=["GET"]),
+    Route("/api/matches/{id:int}/start", api(start), methods=["POST"]),
+    Route("/api/matches/{id:int}/score", api(score), methods=["POST"]),
+    Route("/api/matches/{id:int}/complete", api(complete), methods=["POST"]),
+    Route("/api/disputes/{id:int}/resolve", api(resolve), methods=["POST"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]
