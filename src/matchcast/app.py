@@ -33,7 +33,7 @@ def websocket_routes() -> list[BaseRoute]:
 def create_app(settings: Settings, migrate: bool = True) -> Starlette:
     db = Database(settings.database_url)
     metrics = Metrics()
-    broker = Broker(settings.broadcast_url)
+    broker = Broker(settings.broadcast_url, settings.channel_prefix)
     hub = Hub(settings, db, broker, metrics)
 
     @asynccontextmanager

@@ -51,6 +51,9 @@ class Settings:
     gap_fill_wait_ms: int = 200
     max_replay_events: int = 5000
     guest_token_ttl: int = 3600
+    # Prefix of broker channel names, so deployments (or test runs) sharing one Redis or
+    # PostgreSQL never hear each other's rooms.
+    channel_prefix: str = ""
 
     def __post_init__(self) -> None:
         if not self.session_secret:
@@ -156,6 +159,12 @@ def _origins(name: str, raw: str) -> tuple[str, ...]:
     return origins
 
 
+def _channel_prefix(name: str, raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,20}", raw):
+        raise SettingsError(f"{name} must be 1 to 20 letters, digits or '_', got {raw!r}")
+    return raw
+
+
 def _rate_limit(name: str, raw: str) -> RateLimit:
     match = re.fullmatch(r"(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*s", raw)
     if not match or int(match.group(1)) < 1 or float(match.group(2) or 1) <= 0:
@@ -178,4 +187,5 @@ _PARSERS = {
     "EVENT_RETENTION": _int_in(1, 10 * 365 * 86400),
     "GAP_FILL_WAIT_MS": _int_in(0, 60_000),
     "MAX_REPLAY_EVENTS": _int_in(1, 1_000_000),
+    "CHANNEL_PREFIX": _channel_prefix,
 }

@@ -6,6 +6,7 @@ MATCHCAST_TEST_STACKS picks the stacks (comma-separated); the default runs them 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def overrides() -> dict[str, object]:
 @pytest.fixture
 async def server(stack: tuple[str, str], overrides: dict[str, object]) -> AsyncIterator[RunningServer]:
     broadcast, database = stack
-    settings = test_settings(broadcast_url=broadcast, database_url=database, **overrides)
+    prefix = "t" + uuid.uuid4().hex[:8] + "_"  # other test runs may share this Redis/PostgreSQL
+    settings = test_settings(broadcast_url=broadcast, database_url=database, channel_prefix=prefix, **overrides)
     async with running_server(settings) as running:
         yield running

@@ -49,8 +49,9 @@ class Subscription:
 
 
 class Broker:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: str = "") -> None:
         self.url = url
+        self.prefix = prefix
         self.is_postgres = url.startswith(("postgres://", "postgresql://"))
         self.max_payload = POSTGRES_MAX_PAYLOAD if self.is_postgres else None
         self._broadcast: Broadcast | None = None
@@ -78,15 +79,15 @@ class Broker:
         message = pack(event_id, frame, self.max_payload)
         if self.is_postgres:
             async with self._lock:
-                await self._broadcast.publish(channel, message)
+                await self._broadcast.publish(self.prefix + channel, message)
         else:
-            await self._broadcast.publish(channel, message)
+            await self._broadcast.publish(self.prefix + channel, message)
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
         assert self._broadcast is not None, "Broker.connect() first"
         async with self._lock:
-            context = self._broadcast.subscribe(channel)
+            context = self._broadcast.subscribe(self.prefix + channel)
             subscriber = await context.__aenter__()
         try:
             yield Subscription(subscriber)

@@ -30,12 +30,14 @@ from matchcast.protocol import (
 )
 from matchcast.realtime import eventlog
 from matchcast.realtime.batching import ScoreBatcher
-from matchcast.realtime.broker import Broker, BrokerMessage
+from matchcast.realtime.broker import Broker, BrokerMessage, Subscription
 from matchcast.realtime.connection import CONTROL, Connection
 from matchcast.realtime.metrics import Metrics
 from matchcast.settings import Settings
 
 log = logging.getLogger("matchcast.hub")
+RESUBSCRIBE_MIN, RESUBSCRIBE_MAX = 0.2, 5.0  # seconds between attempts while the broker is down
+CATCH_UP_BATCH = 500
 
 
 class Room:
@@ -148,26 +150,53 @@ class Hub:
         return events, "complete"
 
     async def _listen(self, room: Room) -> None:
-        try:
-            async with self.broker.subscribe(room.name) as subscription:
-                room.next_id = await eventlog.last_id(self.db, room.name) + 1
-                room.ready.set()
-                while True:
-                    if room.gap_deadline is None:
-                        message = await subscription.get()
+        """Hold the room's broker subscription; when the broker fails, subscribe again (with
+        backoff) and catch up from the log, so the room's sockets miss nothing."""
+        backoff = RESUBSCRIBE_MIN
+        first = True
+        while True:
+            try:
+                async with self.broker.subscribe(room.name) as subscription:
+                    if first:
+                        room.next_id = await eventlog.last_id(self.db, room.name) + 1
+                        room.ready.set()
+                        first = False
                     else:
-                        wait = room.gap_deadline - time.monotonic()
-                        try:
-                            message = await asyncio.wait_for(subscription.get(), max(wait, 0))
-                        except TimeoutError:
-                            await self._fill_gap(room)
-                            continue
-                    await self._receive(room, message)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("subscription to %s failed", room.name)
-            raise
+                        self.metrics.broker_reconnects.inc()
+                        log.info("%s: subscribed again; catching up from the log", room.name)
+                        await self._catch_up(room)
+                    backoff = RESUBSCRIBE_MIN
+                    await self._pump(room, subscription)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s: broker subscription lost (%s); retrying in %.1fs", room.name, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RESUBSCRIBE_MAX)
+
+    async def _pump(self, room: Room, subscription: Subscription) -> None:
+        while True:
+            if room.gap_deadline is None:
+                message = await subscription.get()
+            else:
+                wait = room.gap_deadline - time.monotonic()
+                try:
+                    message = await asyncio.wait_for(subscription.get(), max(wait, 0))
+                except TimeoutError:
+                    await self._fill_gap(room)
+                    continue
+            await self._receive(room, message)
+
+    async def _catch_up(self, room: Room) -> None:
+        """Deliver what was stored while the subscription was down."""
+        while True:
+            found = await eventlog.read_after(self.db, room.name, room.next_id - 1, CATCH_UP_BATCH)
+            now = time.time_ns()
+            for event in found:
+                room.ahead.setdefault(event.id, (event.frame, now))
+            self._deliver_ready(room)
+            if len(found) < CATCH_UP_BATCH:
+                return
 
     async def _receive(self, room: Room, message: BrokerMessage) -> None:
         if message.event_id < room.next_id or message.event_id in room.ahead:
