@@ -70,7 +70,7 @@ class Connection:
 
     async def _drain(self) -> None:
         try:
-            while self.backlog and not self.closing:
+            while self.backlog:
                 event_id, frame = self.backlog.popleft()
                 if event_id != CONTROL:
                     if event_id <= self.after:
@@ -83,15 +83,29 @@ class Connection:
         finally:
             self.writer = None
 
-    def abort(self, code: int) -> None:
-        """Close from synchronous code (the hub's fan-out, the heartbeat)."""
+    def abort(self, code: int, drain: bool = False) -> None:
+        """Close from synchronous code (the hub's fan-out, the heartbeat, the rate limit).
+
+        With `drain`, frames already queued (answers to the client) go out before the close;
+        without, they are dropped (a slow consumer would never take them).
+        """
         if self.closing:
             return
         self.closing = True
-        self.backlog.clear()
+        self.close_code = code
+        if not drain:
+            self.backlog.clear()
+            if self.writer is not None:
+                self.writer.cancel()  # it may be blocked on a client that does not read
+        asyncio.create_task(self._close_after(code))
+
+    async def _close_after(self, code: int) -> None:
         if self.writer is not None:
-            self.writer.cancel()  # it may be blocked on a client that does not read
-        asyncio.create_task(self.close(code))
+            try:
+                await self.writer
+            except BaseException:  # cancelled or failed: close all the same
+                pass
+        await self.close(code)
 
     async def close(self, code: int) -> None:
         self.closing = True

@@ -138,7 +138,7 @@ class RoomEndpoint(WebSocketEndpoint):
         conn.last_seen = time.monotonic()
         if not conn.bucket.allow():
             if conn.bucket.flooding():
-                conn.abort(WS_4008_RATE_LIMITED)
+                conn.abort(WS_4008_RATE_LIMITED, drain=True)
             else:
                 self._error(rt, RATE_LIMITED, "too many frames; slow down")
             return

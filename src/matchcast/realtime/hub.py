@@ -253,7 +253,7 @@ class Hub:
             sent = 0
             for conn in list(self.connections()):
                 if now - conn.last_seen > timeout:
-                    conn.abort(WS_4004_HEARTBEAT_TIMEOUT)
+                    conn.abort(WS_4004_HEARTBEAT_TIMEOUT, drain=True)
                 elif frame is not None:
                     conn.offer(CONTROL, frame)
                     sent += 1

@@ -1,0 +1,46 @@
+"""Server heartbeat: a ping every interval, close 4004 after the timeout of silence."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.support.server import RunningServer
+
+pytestmark = pytest.mark.parametrize("overrides", [{"heartbeat_interval": 0.3, "heartbeat_timeout": 1.0}])
+
+
+async def test_the_server_pings_every_interval(server: RunningServer) -> None:
+    t, match = await server.factory.live_match()
+    async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as ws:
+        data = await ws.established()
+        assert (data["heartbeat_interval"], data["heartbeat_timeout"]) == (0.3, 1.0)
+        first = await ws.recv_type("ping", timeout=1)
+        await ws.send({"type": "pong", "timestamp": first["timestamp"]})
+        second = await ws.recv_type("ping", timeout=1)
+        assert isinstance(first["timestamp"], int) and second["timestamp"] > first["timestamp"]
+        assert set(first) == {"type", "timestamp"}
+
+
+async def test_a_silent_client_is_closed_4004(server: RunningServer) -> None:
+    t, match = await server.factory.live_match()
+    async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as ws:
+        await ws.established()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        assert await ws.closed(timeout=3) == 4004
+        assert 0.9 <= loop.time() - began <= 2.5
+
+
+async def test_a_client_that_answers_pings_stays_open(server: RunningServer) -> None:
+    t, match = await server.factory.live_match()
+    async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as ws:
+        await ws.established()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 2.5
+        while loop.time() < end:
+            ping = await ws.recv_type("ping", timeout=1)
+            await ws.send({"type": "pong", "timestamp": ping["timestamp"]})
+        await ws.send({"type": "ping", "timestamp": 7})
+        assert (await ws.recv_type("pong"))["timestamp"] == 7
