@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, WebSocketRoute
 
 from matchcast.db.database import Database, upgrade
 from matchcast.realtime.broker import Broker
 from matchcast.realtime.endpoints import MatchEndpoint, Realtime, TournamentEndpoint
+from matchcast.realtime.handshake import RequestHeadLimit
 from matchcast.realtime.hub import Hub
 from matchcast.realtime.metrics import Metrics
 from matchcast.settings import Settings
@@ -51,6 +53,7 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
             await broker.disconnect()
             await db.disconnect()
 
-    app = Starlette(routes=[*websocket_routes(), *api.routes], lifespan=lifespan)
+    middleware = [Middleware(RequestHeadLimit)]
+    app = Starlette(routes=[*websocket_routes(), *api.routes], middleware=middleware, lifespan=lifespan)
     app.state.realtime = Realtime(settings=settings, db=db, hub=hub, metrics=metrics)
     return app
