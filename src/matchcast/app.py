@@ -18,7 +18,7 @@ from matchcast.realtime.handshake import RequestHeadLimit
 from matchcast.realtime.hub import Hub
 from matchcast.realtime.metrics import Metrics
 from matchcast.settings import Settings
-from matchcast.web import api
+from matchcast.web import api, organize, pages, session
 
 log = logging.getLogger("matchcast.app")
 
@@ -53,7 +53,8 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
             await broker.disconnect()
             await db.disconnect()
 
-    middleware = [Middleware(RequestHeadLimit)]
-    app = Starlette(routes=[*websocket_routes(), *api.routes], middleware=middleware, lifespan=lifespan)
+    middleware = [Middleware(RequestHeadLimit), *session.middleware(settings)]
+    routes = [*websocket_routes(), *api.routes, *pages.routes(), *organize.routes()]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.realtime = Realtime(settings=settings, db=db, hub=hub, metrics=metrics)
     return app

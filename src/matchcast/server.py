@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from uvicorn.supervisors import Multiprocess
 
 from matchcast.app import create_app
+from matchcast.realtime.gc_tuning import GcTuner
 from matchcast.settings import Settings
 
 log = logging.getLogger("matchcast.server")
@@ -40,15 +41,31 @@ def app_from_env() -> Starlette:
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, with our graceful shutdown first: flush pending scores, close 1012."""
+    """uvicorn's server, with our graceful shutdown first: flush pending scores, close 1012.
+
+    `tune_gc` (the serving processes, not the in-process test servers): freeze what survives
+    start-up and connection bursts, so full collections do not stall fan-out (realtime/gc_tuning.py).
+    """
+
+    def __init__(self, config: uvicorn.Config, tune_gc: bool = False) -> None:
+        super().__init__(config)
+        self.gc_tuner = GcTuner(lambda: len(self.server_state.connections)) if tune_gc else None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.gc_tuner is not None and not self.should_exit:
+            self.gc_tuner.start()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.gc_tuner is not None:
+            self.gc_tuner.stop()
         app = self.config.loaded_app
         while app is not None and not isinstance(app, Starlette):
             app = getattr(app, "app", None)
-        if app is not None:
+        realtime = getattr(app.state, "realtime", None) if app is not None else None
+        if realtime is not None:
             try:
-                await asyncio.wait_for(app.state.realtime.hub.stop(), 10)
+                await asyncio.wait_for(realtime.hub.stop(), 10)
             except Exception:
                 log.exception("graceful stop of the hub failed")
         await super().shutdown(sockets)
@@ -56,8 +73,8 @@ class Server(uvicorn.Server):
 
 def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     if workers <= 1:
-        Server(config(create_app(settings), settings, host, port)).run()
+        Server(config(create_app(settings), settings, host, port), tune_gc=True).run()
         return
     cfg = config("matchcast.server:app_from_env", settings, host, port, factory=True, workers=workers)
     sock = cfg.bind_socket()
-    Multiprocess(cfg, target=Server(cfg).run, sockets=[sock]).run()
+    Multiprocess(cfg, target=Server(cfg, tune_gc=True).run, sockets=[sock]).run()

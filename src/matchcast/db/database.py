@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import databases
 from alembic import command
 from alembic.config import Config
 
 log = logging.getLogger("matchcast.db")
+# What each driver raises when an insert breaks a unique constraint (databases passes them through).
+UNIQUE_VIOLATIONS = (sqlite3.IntegrityError, asyncpg.UniqueViolationError)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 

@@ -99,6 +99,14 @@ class Connection:
                 self.writer.cancel()  # it may be blocked on a client that does not read
         asyncio.create_task(self._close_after(code))
 
+    async def close_after_sending(self, code: int) -> None:
+        """Send what is queued, then close (graceful shutdown)."""
+        if self.closing:
+            return
+        self.closing = True
+        self.close_code = code
+        await self._close_after(code)
+
     async def _close_after(self, code: int) -> None:
         if self.writer is not None:
             try:

@@ -38,6 +38,7 @@ from matchcast.settings import Settings
 log = logging.getLogger("matchcast.hub")
 RESUBSCRIBE_MIN, RESUBSCRIBE_MAX = 0.2, 5.0  # seconds between attempts while the broker is down
 CATCH_UP_BATCH = 500
+SETTLE_SECONDS = 3.0  # at shutdown, for the last events to reach the sockets
 
 
 class Room:
@@ -71,12 +72,21 @@ class Hub:
     async def stop(self) -> None:
         """Graceful shutdown: flush pending scores, close every socket 1012."""
         await self.batcher.flush_all()
-        for conn in list(self.connections()):
-            await conn.close(WS_1012_SERVICE_RESTART)
+        await self._settle(SETTLE_SECONDS)
+        closing = [conn.close_after_sending(WS_1012_SERVICE_RESTART) for conn in list(self.connections())]
+        await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), SETTLE_SECONDS)
         for task in [self._heartbeat, *(room.task for room in self.rooms.values())]:
             if task is not None:
                 task.cancel()
         self.rooms.clear()
+
+    async def _settle(self, seconds: float) -> None:
+        """Wait (a bounded time) until every room has handed its sockets all that is stored."""
+        deadline = time.monotonic() + seconds
+        for room in list(self.rooms.values()):
+            last = await eventlog.last_id(self.db, room.name)
+            while room.next_id <= last and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
 
     # -- publishing (the services' Publisher) ---------------------------------------------
 

@@ -119,7 +119,8 @@ async def cancel_match(db: Database, publisher: Publisher, actor: Actor | None, 
         match = await locked_match(db, match_id)
         require_organizer(actor, await tournament_of(db, match))
         if match.status not in (SCHEDULED, LIVE):
-            raise errors.invalid_state(f"match {match.id} is {match.status}; only a scheduled or live match can be cancelled")
+            raise errors.invalid_state(
+                f"match {match.id} is {match.status}; only a scheduled or live match can be cancelled")
         now = utcnow()
         await db.execute(matches.update().where(matches.c.id == match.id).values(status=CANCELLED, updated_at=now))
         match = await reload(db, match.id)

@@ -21,10 +21,13 @@ DRAFT, RUNNING = "draft", "running"
 MAX_NAME = 200
 
 
-async def get_tournament(db: Database, tournament_id: Any) -> Any:
+async def get_tournament(db: Database, tournament_id: Any, lock: bool = False) -> Any:
+    """The tournament's row; `lock` holds it until the transaction ends (PostgreSQL), so two
+    concurrent registrations or seedings of one tournament run one after the other."""
     if not is_int(tournament_id):
         raise errors.invalid("tournament id must be an integer")
-    row = await db.fetch_one(tournaments.select().where(tournaments.c.id == tournament_id))
+    query = tournaments.select().where(tournaments.c.id == tournament_id)
+    row = await db.fetch_one(query.with_for_update() if lock else query)
     if row is None:
         raise errors.not_found(f"tournament {tournament_id} does not exist")
     return row
@@ -61,7 +64,7 @@ async def registered_players(db: Database, tournament_id: int) -> list[Any]:
 
 async def register_player(db: Database, actor: Actor | None, tournament_id: Any, user_id: Any) -> None:
     async with db.write():
-        tournament = await get_tournament(db, tournament_id)
+        tournament = await get_tournament(db, tournament_id, lock=True)
         require_organizer(actor, tournament)
         if tournament.status != DRAFT:
             raise errors.invalid_state("players can be registered only before the bracket is seeded")
@@ -80,7 +83,7 @@ async def register_player(db: Database, actor: Actor | None, tournament_id: Any,
 async def seed_bracket(db: Database, publisher: Publisher, actor: Actor | None, tournament_id: Any) -> list[int]:
     """Create every match of the bracket in registration order; byes advance at once."""
     async with db.write():
-        tournament = await get_tournament(db, tournament_id)
+        tournament = await get_tournament(db, tournament_id, lock=True)
         require_organizer(actor, tournament)
         if tournament.status != DRAFT:
             raise errors.invalid_state("the bracket is already seeded")

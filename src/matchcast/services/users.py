@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from matchcast import errors
-from matchcast.db.database import Database, utcnow
+from matchcast.db.database import UNIQUE_VIOLATIONS, Database, utcnow
 from matchcast.db.tables import users
 from matchcast.security import hash_password, verify_password
 
@@ -34,13 +34,18 @@ async def create_user(db: Database, username: str, password: str, is_staff: bool
     validate_username(username)
     validate_password(password)
     password_hash = hash_password(password)
+    taken = errors.DomainError(errors.CONFLICT, f"username {username!r} is taken; pick another")
     async with db.write():
         if await find_user(db, username) is not None:
-            raise errors.DomainError(errors.CONFLICT, f"username {username!r} is taken; pick another")
+            raise taken
         query = users.insert().values(
             username=username, password_hash=password_hash, is_staff=is_staff, created_at=utcnow()
         )
-        return int(await db.fetch_val(query.returning(users.c.id)))
+        try:
+            return int(await db.fetch_val(query.returning(users.c.id)))
+        except UNIQUE_VIOLATIONS:
+            # Another writer (a concurrent request, the command line) took the name since the check.
+            raise taken from None
 
 
 async def find_user(db: Database, username: str) -> Any:

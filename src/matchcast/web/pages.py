@@ -1,0 +1,103 @@
+"""Spectator pages: the tournament list, a tournament's bracket, one match. No login needed.
+
+Each page renders the room's snapshot on the server (right before any script runs, readable
+without JavaScript) and carries a token for `static/live.js`, which keeps it live over the
+room's WebSocket: a short-lived guest token, or a user token for a logged-in organizer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from matchcast import errors
+from matchcast.security import create_guest_token, create_user_token
+from matchcast.services import snapshots, tournaments
+from matchcast.services.actors import Actor
+from matchcast.services.brackets import round_name
+from matchcast.web.session import current_actor
+from matchcast.web.templating import STATIC_DIR, error_page, render
+
+MAX_ID = 2**31 - 1  # ids are INTEGER columns; larger ones cannot exist
+
+
+def path_id(request: Request) -> int:
+    value = int(request.path_params["id"])
+    if value > MAX_ID:
+        raise errors.not_found(f"nothing has the id {value}")
+    return value
+
+
+def live_token(request: Request, viewer: Actor | None) -> str:
+    settings = request.app.state.realtime.settings
+    if viewer is not None:
+        return create_user_token(settings.jwt_secret, viewer.user_id, settings.guest_token_ttl)
+    return create_guest_token(settings.jwt_secret, settings.guest_token_ttl)
+
+
+def may_manage(viewer: Actor | None, organizer_id: int) -> bool:
+    return viewer is not None and (viewer.is_staff or viewer.user_id == organizer_id)
+
+
+def bracket_columns(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bracket's rounds, each with the full match views (scores, disputes) of its matches."""
+    by_id = {m["id"]: m for m in state["matches"]}
+    return [{"name": column["name"], "matches": [by_id[m["id"]] for m in column["matches"] if m["id"] in by_id]}
+            for column in state["bracket"]["rounds"]]
+
+
+async def index(request: Request) -> Response:
+    rt = request.app.state.realtime
+    viewer = await current_actor(request)
+    return render(request, "index.html", {"tournaments": await tournaments.list_tournaments(rt.db, viewer)})
+
+
+async def tournament(request: Request) -> Response:
+    rt = request.app.state.realtime
+    viewer = await current_actor(request)
+    try:
+        state = await snapshots.tournament_snapshot(rt.db, path_id(request))
+    except errors.DomainError as exc:
+        return error_page(request, exc)
+    columns = bracket_columns(state)
+    context = {
+        "t": state,
+        "columns": columns,
+        "round_names": {n + 1: column["name"] for n, column in enumerate(columns)},
+        "players": await tournaments.registered_players(rt.db, state["id"]),
+        "token": live_token(request, viewer),
+        "can_manage": may_manage(viewer, state["organizer_id"]),
+    }
+    return render(request, "tournament.html", context)
+
+
+async def match(request: Request) -> Response:
+    rt = request.app.state.realtime
+    viewer = await current_actor(request)
+    try:
+        state = await snapshots.match_snapshot(rt.db, path_id(request))
+    except errors.DomainError as exc:
+        return error_page(request, exc)
+    parent = await tournaments.get_tournament(rt.db, state["tournament_id"])
+    rounds = len((await snapshots.bracket(rt.db, parent.id))["rounds"])
+    context = {
+        "m": state,
+        "tournament": parent,
+        "round_name": round_name(state["round"], rounds),
+        "token": live_token(request, viewer),
+        "can_manage": may_manage(viewer, parent.organizer_id),
+    }
+    return render(request, "match.html", context)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/", index, methods=["GET"]),
+        Route("/tournaments/{id:int}", tournament, methods=["GET"]),
+        Route("/matches/{id:int}", match, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
