@@ -33,6 +33,7 @@ from matchcast.realtime.batching import ScoreBatcher
 from matchcast.realtime.broker import Broker, BrokerMessage, Subscription
 from matchcast.realtime.connection import CONTROL, Connection
 from matchcast.realtime.metrics import Metrics
+from matchcast.realtime.retention import run_pruner
 from matchcast.settings import Settings
 
 log = logging.getLogger("matchcast.hub")
@@ -64,10 +65,12 @@ class Hub:
         self.batcher = ScoreBatcher(settings.score_batch_window_ms, self.publish_now)
         self._publish_lock = asyncio.Lock()
         self._heartbeat: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
         metrics.watch_connections(self._connection_counts)
 
     async def start(self) -> None:
         self._heartbeat = asyncio.create_task(self._beat())
+        self._pruner = asyncio.create_task(run_pruner(self.db, self.settings.event_retention))
 
     async def stop(self) -> None:
         """Graceful shutdown: flush pending scores, close every socket 1012."""
@@ -75,7 +78,7 @@ class Hub:
         await self._settle(SETTLE_SECONDS)
         closing = [conn.close_after_sending(WS_1012_SERVICE_RESTART) for conn in list(self.connections())]
         await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), SETTLE_SECONDS)
-        for task in [self._heartbeat, *(room.task for room in self.rooms.values())]:
+        for task in [self._heartbeat, self._pruner, *(room.task for room in self.rooms.values())]:
             if task is not None:
                 task.cancel()
         self.rooms.clear()
@@ -206,6 +209,8 @@ class Hub:
                 room.ahead.setdefault(event.id, (event.frame, now))
             self._deliver_ready(room)
             if len(found) < CATCH_UP_BATCH:
+                if room.ahead and room.gap_deadline is None:
+                    room.gap_deadline = time.monotonic() + self.settings.gap_fill_wait_ms / 1000
                 return
 
     async def _receive(self, room: Room, message: BrokerMessage) -> None:

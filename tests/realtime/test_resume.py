@@ -1,0 +1,156 @@
+"""Resume without loss: replay from the event log, and live delivery without holes."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from matchcast.protocol import Event, match_room, tournament_room
+from matchcast.realtime import eventlog, retention
+from matchcast.services import disputes
+from tests.support.server import RunningServer
+
+
+async def dispute(server: RunningServer, t, match, n: int) -> None:  # type: ignore[no-untyped-def]
+    """One event in each room of the match, published through the real service."""
+    reporter = next(p for p in t.players if p.user_id == match.participant1_id)
+    await disputes.report_dispute(server.realtime.db, server.realtime.hub, reporter, match.id, f"reason {n}")
+
+
+async def test_a_reconnecting_client_gets_what_it_missed_in_order(server: RunningServer) -> None:
+    t, match = await server.factory.live_match()
+    async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as ws:
+        seen = (await ws.established())["last_event_id"]
+    for n in range(5):
+        await dispute(server, t, match, n)
+    async with server.client(f"/ws/match/{match.id}/?last_event_id={seen}", server.guest_token()) as ws:
+        data = await ws.established()
+        replayed = await ws.events(5)
+        await dispute(server, t, match, 99)
+        live = await ws.events(1)
+    assert data["replay"] == "complete" and data["last_event_id"] == seen + 5
+    assert [e["id"] for e in replayed] == list(range(seen + 1, seen + 6))
+    assert [e["data"]["reason"] for e in replayed] == [f"reason {n}" for n in range(5)]
+    assert live[0]["id"] == seen + 6 and live[0]["data"]["reason"] == "reason 99"
+
+
+async def test_resume_from_zero_replays_the_whole_room(server: RunningServer) -> None:
+    t, match = await server.factory.live_match()
+    async with server.client(f"/ws/match/{match.id}/?last_event_id=0", server.guest_token()) as ws:
+        data = await ws.established()
+        events = await ws.events(data["last_event_id"])
+    assert [e["type"] for e in events] == ["match_scheduled", "match_started"]
+    assert [e["id"] for e in events] == [1, 2]
+
+
+async def test_a_resume_point_beyond_the_last_id_replays_nothing(server: RunningServer) -> None:
+    t, match = await server.factory.live_match()
+    async with server.client(f"/ws/match/{match.id}/?last_event_id=500", server.guest_token()) as ws:
+        data = await ws.established()
+        assert data["replay"] == "complete" and data["last_event_id"] == 2
+        assert [f for f in await ws.quiet(0.3) if "id" in f] == []
+        await dispute(server, t, match, 1)
+        assert [e["id"] for e in await ws.events(1)] == [3]
+
+
+@pytest.mark.parametrize("overrides", [{"max_replay_events": 3}])
+async def test_a_resume_too_far_behind_is_partial(server: RunningServer) -> None:
+    t, match = await server.factory.live_match()
+    for n in range(5):
+        await dispute(server, t, match, n)
+    async with server.client(f"/ws/match/{match.id}/?last_event_id=1", server.guest_token()) as ws:
+        data = await ws.established()
+        assert data["replay"] == "partial" and data["last_event_id"] == 7
+        assert len(data["state"]["disputes"]) == 5  # the snapshot carries what was skipped
+        assert [f for f in await ws.quiet(0.3) if "id" in f] == []
+    async with server.client(f"/ws/match/{match.id}/?last_event_id=4", server.guest_token()) as ws:
+        data = await ws.established()
+        assert data["replay"] == "complete"
+        assert [e["id"] for e in await ws.events(3)] == [5, 6, 7]
+
+
+async def test_a_resume_older_than_retention_is_partial(server: RunningServer) -> None:
+    t, match = await server.factory.live_match()
+    await asyncio.sleep(1.1)
+    assert await retention.prune(server.realtime.db, 1) >= 2  # match_scheduled, match_started
+    await dispute(server, t, match, 1)
+    async with server.client(f"/ws/match/{match.id}/?last_event_id=1", server.guest_token()) as ws:
+        data = await ws.established()
+        assert data["replay"] == "partial" and data["last_event_id"] == 3
+        assert data["state"]["status"] == "live"
+    async with server.client(f"/ws/match/{match.id}/?last_event_id=2", server.guest_token()) as ws:
+        data = await ws.established()
+        assert data["replay"] == "complete"
+        assert [e["id"] for e in await ws.events(1)] == [3]
+
+
+@pytest.mark.parametrize("overrides", [{"gap_fill_wait_ms": 100}])
+async def test_an_event_stored_but_never_broadcast_still_arrives_in_order(server: RunningServer) -> None:
+    t, match = await server.factory.live_match()
+    async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as ws:
+        last = (await ws.established())["last_event_id"]
+        # Stored in the log, never given to the broker (a crash, or a lost PUB/SUB message).
+        lost = Event("match_started", {"match_id": match.id, "tournament_id": t.id, "started_at": "lost"},
+                     (tournament_room(t.id), match_room(match.id)))
+        await eventlog.store(server.realtime.db, [lost])
+        await dispute(server, t, match, 1)
+        events = await ws.events(2)
+    assert [e["id"] for e in events] == [last + 1, last + 2]
+    assert events[0]["data"]["started_at"] == "lost" and events[1]["type"] == "dispute_created"
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_clients_dropping_and_resuming_at_random_each_get_the_full_sequence(
+    server: RunningServer, seed: int
+) -> None:
+    rng = random.Random(seed)
+    t, match = await server.factory.live_match()
+    room = f"/ws/match/{match.id}/"
+    total_events = 60
+    published = asyncio.Event()
+
+    async def publisher() -> None:
+        for n in range(total_events):
+            await dispute(server, t, match, n)
+            await asyncio.sleep(rng.uniform(0, 0.03))
+        published.set()
+
+    async def client(name: int) -> list[int]:
+        ids: list[int] = []
+        last = 0  # resume from the very start: the room's whole sequence
+        while True:
+            async with server.client(f"{room}?last_event_id={last}", server.guest_token()) as ws:
+                data = await ws.established()
+                target = data["last_event_id"]
+                stay = rng.uniform(0.05, 0.4)
+                loop = asyncio.get_running_loop()
+                leave_at = loop.time() + stay
+                while True:
+                    if published.is_set() and last >= final_id():
+                        return ids
+                    try:
+                        frame = await ws.recv(max(0.01, leave_at - loop.time()))
+                    except TimeoutError:
+                        break  # drop the connection at a random moment
+                    if "id" in frame:
+                        ids.append(frame["id"])
+                        last = frame["id"]
+                assert target >= 0
+
+    final: list[int] = []
+
+    def final_id() -> int:
+        return final[0] if final else 1 << 30
+
+    async def settle() -> None:
+        await published.wait()
+        final.append(await eventlog.last_id(server.realtime.db, match_room(match.id)))
+
+    results = await asyncio.gather(publisher(), settle(), *(client(n) for n in range(4)))
+    expected = list(range(1, final[0] + 1))
+    assert final[0] == 2 + total_events
+    for ids in results[2:]:
+        assert ids == expected
