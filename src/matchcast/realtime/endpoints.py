@@ -54,6 +54,11 @@ class Realtime:
     metrics: Metrics
 
 
+def whole(seconds: float) -> float | int:
+    """25.0 -> 25, as the contract writes it; 0.3 stays 0.3 (tests use sub-second beats)."""
+    return int(seconds) if float(seconds).is_integer() else seconds
+
+
 def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
     origin = websocket.headers.get("origin")
     if origin is None:
@@ -119,8 +124,8 @@ class RoomEndpoint(WebSocketEndpoint):
                 websocket, room, self.kind, role, self.actor.user_id if self.actor else None,
                 rt.settings.max_pending, TokenBucket(rt.settings.rate_limit), rt.hub)
             welcome = {"room": room, "user_id": self.conn.user_id, "role": role,
-                       "heartbeat_interval": rt.settings.heartbeat_interval,
-                       "heartbeat_timeout": rt.settings.heartbeat_timeout}
+                       "heartbeat_interval": whole(rt.settings.heartbeat_interval),
+                       "heartbeat_timeout": whole(rt.settings.heartbeat_timeout)}
             await rt.hub.establish(self.conn, self.snapshot_of(rt.db), resume_point(websocket), welcome)
         log.info("open room=%s role=%s user=%s", room, role, self.conn.user_id)
 
