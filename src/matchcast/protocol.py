@@ -12,6 +12,7 @@ from typing import Any
 
 # Close codes.
 WS_1009_MESSAGE_TOO_BIG = 1009
+WS_1011_INTERNAL_ERROR = 1011  # the database or broker is unreachable; retry
 WS_1012_SERVICE_RESTART = 1012
 WS_4001_AUTHENTICATION_FAILED = 4001
 WS_4003_FORBIDDEN = 4003

@@ -21,6 +21,7 @@ from matchcast.protocol import (
     FORBIDDEN,
     INVALID_STATE,
     RATE_LIMITED,
+    WS_1011_INTERNAL_ERROR,
     WS_4001_AUTHENTICATION_FAILED,
     WS_4008_RATE_LIMITED,
     WS_4404_NOT_FOUND,
@@ -109,16 +110,30 @@ class RoomEndpoint(WebSocketEndpoint):
         if self.room_id > MAX_ID:
             await self._refuse(websocket, rt, WS_4404_NOT_FOUND, f"no such {self.kind}")
             return
+        try:
+            opened = await self._open(websocket, rt, subject.user_id)
+        except Exception as exc:  # the database or the broker is down: say so, do not hang
+            log.warning("could not open %s %s: %r", self.kind, self.room_id, exc)
+            if self.conn is not None:
+                rt.hub.leave(self.conn)
+                self.conn = None
+            await self._refuse(websocket, rt, WS_1011_INTERNAL_ERROR, "server unavailable (database or broker); retry")
+            return
+        if opened:
+            assert self.conn is not None
+            log.info("open room=%s role=%s user=%s", self.conn.room, self.conn.role, self.conn.user_id)
+
+    async def _open(self, websocket: WebSocket, rt: Realtime, user_id: int | None) -> bool:
         async with rt.db.connection():  # one database connection for the whole set-up
-            if subject.user_id is not None:
-                self.actor = await load_actor(rt.db, subject.user_id)
+            if user_id is not None:
+                self.actor = await load_actor(rt.db, user_id)
                 if self.actor is None:
                     await self._refuse(websocket, rt, WS_4001_AUTHENTICATION_FAILED, "unknown user")
-                    return
+                    return False
             role = await self.resolve_role(rt.db)
             if role is None:
                 await self._refuse(websocket, rt, WS_4404_NOT_FOUND, f"no such {self.kind}")
-                return
+                return False
             room = self.room_name()
             self.conn = Connection(
                 websocket, room, self.kind, role, self.actor.user_id if self.actor else None,
@@ -127,7 +142,7 @@ class RoomEndpoint(WebSocketEndpoint):
                        "heartbeat_interval": whole(rt.settings.heartbeat_interval),
                        "heartbeat_timeout": whole(rt.settings.heartbeat_timeout)}
             await rt.hub.establish(self.conn, self.snapshot_of(rt.db), resume_point(websocket), welcome)
-        log.info("open room=%s role=%s user=%s", room, role, self.conn.user_id)
+        return True
 
     async def _refuse(self, websocket: WebSocket, rt: Realtime, code: int, why: str) -> None:
         log.info("refused path=%s code=%d reason=%s", websocket.url.path, code, why)

@@ -39,6 +39,7 @@ from matchcast.settings import Settings
 log = logging.getLogger("matchcast.hub")
 RESUBSCRIBE_MIN, RESUBSCRIBE_MAX = 0.2, 5.0  # seconds between attempts while the broker is down
 CATCH_UP_BATCH = 500
+JOIN_TIMEOUT = 10.0  # seconds a socket waits for its room's broker subscription
 SETTLE_SECONDS = 3.0  # at shutdown, for the last events to reach the sockets
 
 
@@ -124,7 +125,8 @@ class Hub:
             room = self.rooms[conn.room] = Room(conn.room)
             room.task = asyncio.create_task(self._listen(room))
         room.connections.add(conn)
-        await room.ready.wait()
+        # While the broker is down the room keeps retrying; the socket is told, not left waiting.
+        await asyncio.wait_for(room.ready.wait(), JOIN_TIMEOUT)
 
     def leave(self, conn: Connection) -> None:
         room = self.rooms.get(conn.room)
