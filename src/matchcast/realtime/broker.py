@@ -1,22 +1,48 @@
-"""The broker: cross-process pub/sub over broadcaster (the only module importing it).
+"""The broker: cross-process pub/sub over broadcaster (the only code importing it, with backends.py).
 
 broadcaster passes `memory://` messages through as objects but Redis and Postgres only carry
 text, so every message is text here whatever the backend. A message names the event id and the
 publish time, then the frame; a frame too large for the backend (Postgres NOTIFY takes less than
 8000 bytes) travels as its id alone and subscribers read it from the event log.
+
+Guarantees (Redis PUB/SUB and NOTIFY are at-most-once; the hub's log fills what they lose):
+- A lost connection is never silent: `Subscription.get()`, waiting or not, raises
+  `BrokerUnavailable`, and so do `subscribe()` and `publish()` until the broker is back.
+- The Broker reconnects by itself (a new broadcaster connection, with backoff) and `health()`
+  says "ok" or what is wrong. Subscriptions are not carried over: subscribe again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from broadcaster import Broadcast
+from broadcaster import Broadcast, Event
 
+from matchcast.realtime.backends import (
+    CONNECT_TIMEOUT,
+    LOST,
+    OPERATION_TIMEOUT,
+    PING_INTERVAL,
+    PONG_TIMEOUT,
+    PostgresBackend,
+    RedisBackend,
+    SupervisedBackend,
+    describe,
+)
+
+log = logging.getLogger("matchcast.broker")
 POSTGRES_MAX_PAYLOAD = 7000  # bytes; NOTIFY refuses 8000 and more, and the channel name counts too
+RECONNECT_MIN, RECONNECT_MAX = 0.2, 2.0  # seconds between connection attempts while the broker is down
+
+
+class BrokerUnavailable(ConnectionError):
+    """The broker connection is down; the Broker is reconnecting."""
 
 
 @dataclass(frozen=True)
@@ -39,58 +65,149 @@ def unpack(message: str) -> BrokerMessage:
     return BrokerMessage(int(event_id), int(published), frame or None)
 
 
+class Link:
+    """One connection to the broker: a Broadcast over a backend. Once lost, it is never reused."""
+
+    def __init__(self, url: str, ping_interval: float, pong_timeout: float) -> None:
+        self.backend: SupervisedBackend | None = None
+        if url.startswith(("redis://", "rediss://")):
+            self.backend = RedisBackend(url, ping_interval, pong_timeout)
+        elif url.startswith(("postgres://", "postgresql://")):
+            self.backend = PostgresBackend(url, ping_interval, pong_timeout)
+        self.broadcast = Broadcast(backend=self.backend) if self.backend is not None else Broadcast(url)
+        # broadcaster's subscribe() races with itself when two first subscribers of a channel
+        # overlap (shared/dependencies.md §1.4): one subscribe or unsubscribe at a time.
+        self.lock = asyncio.Lock()
+
+    @property
+    def fault(self) -> BaseException | None:
+        return None if self.backend is None else self.backend.fault
+
+    async def wait_lost(self) -> BaseException:
+        if self.backend is None:
+            await asyncio.Event().wait()  # memory:// cannot be lost
+        assert self.backend is not None
+        await self.backend.lost.wait()
+        assert self.backend.fault is not None
+        return self.backend.fault
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self.broadcast.disconnect(), OPERATION_TIMEOUT * 2)
+        except Exception as exc:
+            log.debug("closing a broker connection failed: %s", describe(exc))
+
+
 class Subscription:
-    def __init__(self, subscriber: object) -> None:
+    def __init__(self, subscriber: Any, link: Link) -> None:
         self._subscriber = subscriber
+        self._link = link
 
     async def get(self) -> BrokerMessage:
-        event = await self._subscriber.get()  # type: ignore[attr-defined]
+        """The next message; raises BrokerUnavailable as soon as the connection is lost."""
+        if self._link.fault is not None:
+            raise BrokerUnavailable(describe(self._link.fault))
+        event: Event = await self._subscriber.get()
+        if event.message == LOST:
+            raise BrokerUnavailable(describe(self._link.fault or ConnectionError("lost")))
         return unpack(str(event.message))
 
 
 class Broker:
-    def __init__(self, url: str, prefix: str = "") -> None:
+    def __init__(self, url: str, prefix: str = "", *, ping_interval: float = PING_INTERVAL,
+                 pong_timeout: float = PONG_TIMEOUT) -> None:
         self.url = url
         self.prefix = prefix
         self.is_postgres = url.startswith(("postgres://", "postgresql://"))
         self.max_payload = POSTGRES_MAX_PAYLOAD if self.is_postgres else None
-        self._broadcast: Broadcast | None = None
-        # broadcaster's Postgres backend runs LISTEN and NOTIFY on one asyncpg connection that
-        # breaks under concurrent use (shared/dependencies.md §1.4), and its subscribe() races
-        # with itself on every backend: one operation at a time.
-        self._lock = asyncio.Lock()
+        self.ping_interval = ping_interval
+        self.pong_timeout = pong_timeout
+        self._link: Link | None = None
+        self._fault = "not connected"
+        self._supervisor: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
-        # Created here, not in __init__: broadcaster binds queues to the running loop.
-        self._broadcast = Broadcast(self.url)
-        await self._broadcast.connect()
+        """Connect, or keep trying in the background: the server serves while the broker is down."""
+        attempted = asyncio.Event()
+        self._supervisor = asyncio.create_task(self._supervise(attempted))
+        await attempted.wait()
+        if self._link is None:
+            log.warning("broker %s is unavailable at start-up (%s); live updates wait until it is back",
+                        self.safe_url, self._fault)
 
     def health(self) -> str:
         """"ok", or what is broken (shown by /healthz)."""
-        return "ok" if self._broadcast is not None else "not connected"
+        return "ok" if self._link is not None else f"unavailable: {self._fault}"[:200]
 
     async def disconnect(self) -> None:
-        if self._broadcast is not None:
-            await self._broadcast.disconnect()
-            self._broadcast = None
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+            self._supervisor = None
+        link, self._link = self._link, None
+        self._fault = "not connected"
+        if link is not None:
+            await link.close()
 
     async def publish(self, channel: str, event_id: int, frame: str) -> None:
-        assert self._broadcast is not None, "Broker.connect() first"
-        message = pack(event_id, frame, self.max_payload)
-        if self.is_postgres:
-            async with self._lock:
-                await self._broadcast.publish(self.prefix + channel, message)
-        else:
-            await self._broadcast.publish(self.prefix + channel, message)
+        link = self._current()
+        await link.broadcast.publish(self.prefix + channel, pack(event_id, frame, self.max_payload))
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
-        assert self._broadcast is not None, "Broker.connect() first"
-        async with self._lock:
-            context = self._broadcast.subscribe(self.prefix + channel)
-            subscriber = await context.__aenter__()
+        link = self._current()
+        async with link.lock:
+            context = link.broadcast.subscribe(self.prefix + channel)
+            try:
+                subscriber = await context.__aenter__()
+            except Exception as exc:
+                raise BrokerUnavailable(describe(link.fault or exc)) from exc
         try:
-            yield Subscription(subscriber)
+            if link.fault is not None:  # lost while subscribing: the LOST event may have gone by
+                raise BrokerUnavailable(describe(link.fault))
+            yield Subscription(subscriber, link)
         finally:
-            async with self._lock:
+            await self._leave(link, context)
+
+    @property
+    def safe_url(self) -> str:
+        scheme, _, rest = self.url.partition("://")
+        return f"{scheme}://{rest.rpartition('@')[2]}"
+
+    def _current(self) -> Link:
+        if self._link is None or self._link.fault is not None:
+            raise BrokerUnavailable(self.health().removeprefix("unavailable: "))
+        return self._link
+
+    @staticmethod
+    async def _leave(link: Link, context: AbstractAsyncContextManager[Any]) -> None:
+        # Never raises: it runs while the hub's room task is being cancelled, too.
+        try:
+            async with link.lock:
                 await context.__aexit__(None, None, None)
+        except Exception as exc:
+            log.debug("unsubscribing failed (the connection is being replaced): %s", describe(exc))
+
+    async def _supervise(self, attempted: asyncio.Event) -> None:
+        delay = RECONNECT_MIN
+        while True:
+            link = Link(self.url, self.ping_interval, self.pong_timeout)
+            try:
+                await asyncio.wait_for(link.broadcast.connect(), CONNECT_TIMEOUT * 2)
+            except Exception as exc:
+                await link.close()
+                if self._fault != describe(exc):
+                    log.warning("broker %s: cannot connect (%s); retrying", self.safe_url, describe(exc))
+                self._fault = describe(exc)
+                attempted.set()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX)
+                continue
+            if self._fault != "not connected":
+                log.warning("broker %s: connected again", self.safe_url)
+            self._link, self._fault, delay = link, "", RECONNECT_MIN
+            attempted.set()
+            fault = await link.wait_lost()
+            self._link, self._fault = None, describe(fault)
+            log.warning("broker %s: connection lost (%s); reconnecting", self.safe_url, self._fault)
+            await link.close()

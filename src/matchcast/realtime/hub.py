@@ -89,7 +89,7 @@ class Hub:
         deadline = time.monotonic() + seconds
         for room in list(self.rooms.values()):
             last = await eventlog.last_id(self.db, room.name)
-            while room.next_id <= last and time.monotonic() < deadline:
+            while room.next_id <= last and time.monotonic() < deadline:  # noqa: ASYNC110 (shutdown only, bounded)
                 await asyncio.sleep(0.01)
 
     # -- publishing (the services' Publisher) ---------------------------------------------

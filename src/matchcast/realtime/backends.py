@@ -1,0 +1,217 @@
+"""broadcaster backends for Redis and PostgreSQL that report a lost connection.
+
+broadcaster 0.3.1's own backends never do: when the connection drops, the Redis listener task
+dies and the Postgres connection closes, and every subscriber waits forever while publishing may
+still succeed (shared/dependencies.md §1, pitfall 2). These backends watch their listening
+connection (socket errors, server termination, a PING that gets no answer in time) and bound
+every operation in time. The first failure marks the backend `lost` for good and hands each
+subscribed channel a `LOST` event, which the Broker turns into an exception for its subscribers;
+the Broker then connects a new backend. They never reconnect by themselves.
+
+Postgres: LISTEN and NOTIFY run on two connections, each one operation at a time (broadcaster's
+backend shares one connection and breaks under concurrent use, §1.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+from broadcaster import BroadcastBackend, Event
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+T = TypeVar("T")
+LOST = "\x00lost"  # the message of the event each channel gets when the connection is lost
+CONNECT_TIMEOUT = 3.0  # seconds
+OPERATION_TIMEOUT = 5.0
+PING_INTERVAL = 5.0  # a silent connection is pinged this often ...
+PONG_TIMEOUT = 5.0  # ... and lost when nothing comes back within this
+
+
+class SupervisedBackend(BroadcastBackend):
+    """A backend whose connection is lost once and for all, loudly."""
+
+    def __init__(self, url: str, ping_interval: float = PING_INTERVAL, pong_timeout: float = PONG_TIMEOUT) -> None:
+        self.url = url
+        self.ping_interval = ping_interval
+        self.pong_timeout = pong_timeout
+        self.fault: BaseException | None = None
+        self.lost = asyncio.Event()
+        self._channels: set[str] = set()
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._watch: asyncio.Task[None] | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        """Mark the connection lost: every subscribed channel gets a LOST event, once."""
+        if self.fault is not None:
+            return
+        self.fault = exc
+        for channel in self._channels:
+            self._queue.put_nowait(Event(channel, LOST))
+        self.lost.set()
+
+    async def next_published(self) -> Event:
+        return await self._queue.get()
+
+    async def _guarded(self, operation: Callable[[], Awaitable[T]], fatal: tuple[type[BaseException], ...]) -> T:
+        """Run a network operation bounded in time; an error of a `fatal` kind loses the connection."""
+        if self.fault is not None:
+            raise ConnectionError(f"broker connection lost: {describe(self.fault)}")
+        try:
+            return await asyncio.wait_for(operation(), OPERATION_TIMEOUT)
+        except asyncio.CancelledError:
+            # Cancelled half-way, the connection's state is unknown: do not use it again.
+            self.fail(ConnectionError("an operation on the broker connection was cancelled"))
+            raise
+        except fatal as exc:
+            self.fail(exc)
+            raise
+
+    async def _stop_watch(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+
+
+class RedisBackend(SupervisedBackend):
+    """PUB/SUB over redis-py: one connection listens, a pool publishes; neither retries."""
+
+    FATAL = (RedisConnectionError, RedisTimeoutError, OSError)
+
+    async def connect(self) -> None:
+        options: dict[str, Any] = {
+            "socket_connect_timeout": CONNECT_TIMEOUT,
+            "socket_timeout": OPERATION_TIMEOUT,
+            "socket_keepalive": True,
+            "retry": Retry(NoBackoff(), 0),  # a failure is the Broker's to handle, now
+        }
+        self._client = aioredis.Redis.from_url(self.url, **options)
+        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await self._client.ping()
+            await self._pubsub.connect()
+        except BaseException:
+            await self.disconnect()
+            raise
+        self._watch = asyncio.create_task(self._read())
+
+    async def disconnect(self) -> None:
+        await self._stop_watch()
+        for close in (self._pubsub.aclose, self._client.aclose):
+            try:
+                await asyncio.wait_for(close(), OPERATION_TIMEOUT)
+            except Exception:  # noqa: S112 - closing a broken connection may fail; it is dropped anyway
+                continue
+
+    async def subscribe(self, channel: str) -> None:
+        await self._guarded(lambda: self._pubsub.subscribe(channel), (Exception,))
+        self._channels.add(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+        if self.fault is None:
+            await self._guarded(lambda: self._pubsub.unsubscribe(channel), (Exception,))
+
+    async def publish(self, channel: str, message: Any) -> None:
+        await self._guarded(lambda: self._client.publish(channel, message), self.FATAL)
+
+    async def _read(self) -> None:
+        """Read messages; ping when quiet; any error, or a ping unanswered in time, loses the link."""
+        heard = pinged = time.monotonic()
+        try:
+            while True:
+                now = time.monotonic()
+                if now - heard > self.ping_interval + self.pong_timeout:
+                    raise TimeoutError(f"the broker did not answer a PING within {self.pong_timeout:g}s")
+                if now - heard >= self.ping_interval and now - pinged >= self.ping_interval:
+                    await asyncio.wait_for(self._pubsub.ping(), OPERATION_TIMEOUT)
+                    pinged = now
+                message = await self._pubsub.get_message(timeout=min(1.0, self.ping_interval / 2))
+                if message is None:
+                    continue
+                heard = time.monotonic()
+                if message["type"] == "message":
+                    self._queue.put_nowait(Event(message["channel"].decode(), message["data"].decode()))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.fail(exc)
+
+
+class PostgresBackend(SupervisedBackend):
+    """LISTEN/NOTIFY over asyncpg, on two connections, one operation at a time on each."""
+
+    FATAL = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError)
+
+    async def connect(self) -> None:
+        self._listen_lock = asyncio.Lock()
+        self._notify_lock = asyncio.Lock()
+        self._connections: list[asyncpg.Connection] = []
+        try:
+            self._listener = await self._connect()
+            self._notifier = await self._connect()
+        except BaseException:
+            await self.disconnect()
+            raise
+        self._watch = asyncio.create_task(self._ping())
+
+    async def _connect(self) -> asyncpg.Connection:
+        connection = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT)
+        self._connections.append(connection)
+        connection.add_termination_listener(self._terminated)
+        return connection
+
+    def _terminated(self, connection: asyncpg.Connection) -> None:
+        self.fail(ConnectionError("the PostgreSQL broker closed the connection"))
+
+    async def disconnect(self) -> None:
+        await self._stop_watch()
+        for connection in self._connections:
+            connection.remove_termination_listener(self._terminated)
+            try:
+                await asyncio.wait_for(connection.close(), OPERATION_TIMEOUT)
+            except Exception:
+                connection.terminate()
+
+    async def subscribe(self, channel: str) -> None:
+        async with self._listen_lock:
+            await self._guarded(lambda: self._listener.add_listener(channel, self._notified), (Exception,))
+        self._channels.add(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+        async with self._listen_lock:
+            if self.fault is None:
+                await self._guarded(lambda: self._listener.remove_listener(channel, self._notified), (Exception,))
+
+    async def publish(self, channel: str, message: Any) -> None:
+        async with self._notify_lock:
+            await self._guarded(lambda: self._notifier.execute("SELECT pg_notify($1, $2)", channel, message),
+                                self.FATAL)
+
+    def _notified(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+        self._queue.put_nowait(Event(channel, payload))
+
+    async def _ping(self) -> None:
+        """A dead peer closes nothing: ask the listening connection something now and then."""
+        try:
+            while True:
+                await asyncio.sleep(self.ping_interval)
+                async with self._listen_lock:
+                    await asyncio.wait_for(self._listener.fetchval("SELECT 1"), self.pong_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.fail(exc)
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
