@@ -126,6 +126,7 @@ def parse_client_frame(text: str | None) -> ClientFrame:
         raise FrameError(
             UNSUPPORTED_TYPE, f"unsupported type {frame_type[:50]!r}; use one of {', '.join(CLIENT_TYPES)}"
         )
+    fields: dict[str, Any]
     if frame_type in ("ping", "pong"):
         fields = {"timestamp": require_int(obj, "timestamp", 0, 2**63 - 1)}
     elif frame_type == "score_update":
@@ -148,9 +149,10 @@ def require_int(obj: dict[str, Any], name: str, low: int, high: int) -> int:
     if not is_int(value):
         got = "missing" if name not in obj else f"{type(value).__name__} {value!r}"[:60]
         raise FrameError(VALIDATION_ERROR, f"{name} must be an integer from {low} to {high}, got {got}")
+    assert isinstance(value, int)
     if not low <= value <= high:
         raise FrameError(VALIDATION_ERROR, f"{name} must be from {low} to {high}, got {value}")
-    return int(value)
+    return value
 
 
 def require_text(obj: dict[str, Any], name: str, max_chars: int) -> str:

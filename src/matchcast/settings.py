@@ -10,7 +10,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -118,7 +118,7 @@ def _positive_number(name: str, raw: str) -> float:
     return value
 
 
-def _int_in(low: int, high: int):  # type: ignore[no-untyped-def]
+def _int_in(low: int, high: int) -> Callable[[str, str], int]:
     def parse(name: str, raw: str) -> int:
         if not re.fullmatch(r"\d+", raw) or not low <= int(raw) <= high:
             raise SettingsError(f"{name} must be a whole number from {low} to {high}, got {raw!r}")

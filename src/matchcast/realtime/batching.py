@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from matchcast.protocol import Event
 
 log = logging.getLogger("matchcast.batching")
-Send = Callable[[Sequence[Event]], Awaitable[None]]
+Send = Callable[[Sequence[Event]], Coroutine[Any, Any, None]]
 
 
 class _Window:

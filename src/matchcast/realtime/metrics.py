@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -17,7 +17,7 @@ class _ConnectionsCollector(Collector):
     def __init__(self, count: Callable[[], Iterable[tuple[str, str, int, int]]]) -> None:
         self._count = count
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         connections = GaugeMetricFamily(
             "matchcast_connections", "Open WebSocket connections", labels=["room_kind", "role"])
         depth = GaugeMetricFamily(

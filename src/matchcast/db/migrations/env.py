@@ -8,7 +8,7 @@ from alembic import context
 from matchcast.db.tables import metadata
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url")
+url = config.get_main_option("sqlalchemy.url") or "sqlite:///./matchcast.db"
 engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
 with engine.connect() as connection:
     context.configure(
