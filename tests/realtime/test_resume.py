@@ -154,3 +154,32 @@ async def test_clients_dropping_and_resuming_at_random_each_get_the_full_sequenc
     assert final[0] == 2 + total_events
     for ids in results[2:]:
         assert ids == expected
+
+
+@pytest.mark.timeout(60)
+async def test_events_published_during_the_handshake_are_neither_lost_nor_doubled(server: RunningServer) -> None:
+    t, match = await server.factory.live_match()
+    stop = asyncio.Event()
+
+    async def publish() -> int:
+        n = 0
+        while not stop.is_set():
+            await dispute(server, t, match, n)
+            n += 1
+            await asyncio.sleep(0)
+        return n
+
+    publisher = asyncio.create_task(publish())
+    try:
+        for attempt in range(8):
+            resume = attempt * 3  # some fresh, some resuming from an old id
+            async with server.client(f"/ws/match/{match.id}/?last_event_id={resume}", server.guest_token()) as ws:
+                data = await ws.established()
+                last = data["last_event_id"]
+                events = await ws.events(max(0, last - resume) + 5)
+            ids = [e["id"] for e in events]
+            first = resume + 1 if data["replay"] == "complete" and resume < last else last + 1
+            assert ids == list(range(first, first + len(ids))), (attempt, ids[:10])
+    finally:
+        stop.set()
+        await publisher
