@@ -59,7 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DATABASE_ERRORS as exc:
         # One line instead of a driver traceback: which database, and what it said.
         said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: database {hide_password(settings.database_url)}: {said}", file=sys.stderr)
+        missing = isinstance(exc, asyncpg.UndefinedTableError) or "no such table" in said
+        hint = " (create the schema with: matchcast db upgrade)" if missing else ""
+        print(f"error: database {hide_password(settings.database_url)}: {said}{hint}", file=sys.stderr)
         return EXIT_ERROR
 
 

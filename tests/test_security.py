@@ -1,0 +1,107 @@
+import base64
+import json
+import time
+
+import pytest
+from jose import jwt
+
+from matchcast.security import (
+    TokenError,
+    TokenSubject,
+    create_guest_token,
+    create_token,
+    create_user_token,
+    hash_password,
+    parse_subject,
+    verify_password,
+    verify_token,
+)
+
+SECRET = "a-test-secret-of-more-than-32-bytes!"
+
+
+def b64(obj: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+def claims(**overrides):
+    now = int(time.time())
+    return {"sub": "12", "iat": now, "exp": now + 60} | overrides
+
+
+def test_user_token_round_trip():
+    token = create_user_token(SECRET, 12, 60)
+    assert verify_token(SECRET, token) == TokenSubject(user_id=12)
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+    decoded = jwt.get_unverified_claims(token)
+    assert decoded["exp"] - decoded["iat"] == 60
+
+
+def test_guest_token_round_trip():
+    subject = verify_token(SECRET, create_guest_token(SECRET, 60))
+    assert subject.user_id is None and subject.guest and len(subject.guest) == 16
+
+
+def test_expired_token():
+    with pytest.raises(TokenError, match="expired"):
+        verify_token(SECRET, create_token(SECRET, "12", -10))
+
+
+def test_wrong_secret():
+    with pytest.raises(TokenError):
+        verify_token(SECRET, create_user_token("another-secret-of-32-bytes-or-more", 12, 60))
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        jwt.encode(claims(), SECRET, algorithm="HS512"),
+        jwt.encode(claims(), SECRET, algorithm="HS384"),
+        # alg none: a header and claims with no signature at all
+        b64({"alg": "none", "typ": "JWT"}) + "." + b64(claims()) + ".",
+        # an RS256 header over an HMAC-signed body: python-jose raises JWKError for these
+        b64({"alg": "RS256", "typ": "JWT"}) + "." + b64(claims()) + "." + "c2lnbmF0dXJl",
+        "garbage",
+        "a.b.c",
+        "",
+        None,
+        jwt.encode({"sub": "12", "iat": int(time.time())}, SECRET, algorithm="HS256"),  # no exp
+        jwt.encode({"exp": int(time.time()) + 60}, SECRET, algorithm="HS256"),  # no sub
+        jwt.encode(claims(sub=12), SECRET, algorithm="HS256"),  # sub not a string
+        jwt.encode(claims(sub="abc"), SECRET, algorithm="HS256"),
+        jwt.encode(claims(sub="0"), SECRET, algorithm="HS256"),
+        jwt.encode(claims(sub="-1"), SECRET, algorithm="HS256"),
+        jwt.encode(claims(sub="guest:"), SECRET, algorithm="HS256"),
+        jwt.encode(claims(sub="1.5"), SECRET, algorithm="HS256"),
+        jwt.encode(claims(sub=" 12"), SECRET, algorithm="HS256"),
+        jwt.encode(claims(sub="\u0661\u0662"), SECRET, algorithm="HS256"),  # Arabic-Indic digits
+    ],
+    ids=["hs512", "hs384", "alg-none", "rs256-header", "garbage", "three-dots", "empty", "none", "no-exp",
+         "no-sub", "int-sub", "sub-abc", "sub-0", "sub-minus-1", "sub-guest-empty", "sub-fraction",
+         "sub-space", "sub-unicode-digits"],
+)
+def test_invalid_tokens_are_refused(token):
+    with pytest.raises(TokenError):
+        verify_token(SECRET, token)
+
+
+@pytest.mark.parametrize(("sub", "expected"), [("1", TokenSubject(1)), ("007", TokenSubject(7)),
+                                               ("guest:abc", TokenSubject(None, "abc"))])
+def test_parse_subject(sub, expected):
+    assert parse_subject(sub) == expected
+
+
+@pytest.mark.parametrize("sub", ["abc", "0", "-1", "guest:", "", None, 12, "9" * 19])
+def test_parse_subject_refuses(sub):
+    with pytest.raises(TokenError):
+        parse_subject(sub)
+
+
+def test_password_hashing():
+    hashed = hash_password("hunter2-but-longer")
+    assert hashed != "hunter2-but-longer" and hashed.startswith("$argon2")
+    assert verify_password(hashed, "hunter2-but-longer") is True
+    assert verify_password(hashed, "hunter3-but-longer") is False
+    assert verify_password(None, "hunter2-but-longer") is False
+    assert verify_password("not-a-hash", "hunter2-but-longer") is False
+    assert hash_password("same-password") != hash_password("same-password")  # salted

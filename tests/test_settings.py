@@ -1,0 +1,162 @@
+import logging
+
+import pytest
+
+from matchcast.settings import _PARSERS, DEV_JWT_SECRET, RateLimit, Settings, SettingsError
+
+SECRET = "a-test-secret-of-more-than-32-bytes!"
+
+
+def from_env(tmp_path, **variables: str) -> Settings:
+    environ = {"MATCHCAST_" + name: value for name, value in variables.items()}
+    return Settings.from_env(environ, env_file=str(tmp_path / "missing.env"))
+
+
+def test_defaults(tmp_path):
+    settings = from_env(tmp_path)
+    assert settings.database_url == "sqlite:///./matchcast.db"
+    assert settings.broadcast_url == "memory://" and not settings.shared_broadcast
+    assert settings.jwt_secret == DEV_JWT_SECRET and settings.using_dev_secret
+    assert settings.session_secret and settings.session_secret != settings.jwt_secret
+    assert settings.allowed_origins == ()
+    assert (settings.heartbeat_interval, settings.heartbeat_timeout) == (25, 50)
+    assert settings.score_batch_window_ms == 100
+    assert settings.rate_limit == RateLimit(20, 1.0) and str(settings.rate_limit) == "20/1s"
+    assert (settings.max_message_bytes, settings.max_pending, settings.event_retention) == (65536, 1024, 86400)
+    assert settings.channel_prefix == ""
+
+
+def test_every_variable_is_parsed(tmp_path):
+    settings = from_env(
+        tmp_path,
+        DATABASE_URL="postgres://u@db.example/mc",
+        BROADCAST_URL="redis://127.0.0.1:6379",
+        JWT_SECRET=SECRET,
+        SESSION_SECRET="another-secret-16+",
+        ALLOWED_ORIGINS="https://a.example, http://b.example:8000/",
+        HEARTBEAT_INTERVAL="2.5",
+        HEARTBEAT_TIMEOUT="7",
+        SCORE_BATCH_WINDOW_MS="250",
+        RATE_LIMIT="50/2s",
+        MAX_MESSAGE_BYTES="4096",
+        MAX_PENDING="16",
+        EVENT_RETENTION="60",
+        GAP_FILL_WAIT_MS="0",
+        MAX_REPLAY_EVENTS="10",
+        CHANNEL_PREFIX="run_42",
+    )
+    assert settings.database_url == "postgresql://u@db.example/mc"
+    assert settings.broadcast_url == "redis://127.0.0.1:6379" and settings.shared_broadcast
+    assert settings.jwt_secret == SECRET and not settings.using_dev_secret
+    assert settings.session_secret == "another-secret-16+"
+    assert settings.allowed_origins == ("https://a.example", "http://b.example:8000")
+    assert (settings.heartbeat_interval, settings.heartbeat_timeout) == (2.5, 7.0)
+    assert settings.score_batch_window_ms == 250
+    assert settings.rate_limit == RateLimit(50, 2.0)
+    assert (settings.max_message_bytes, settings.max_pending, settings.event_retention) == (4096, 16, 60)
+    assert (settings.gap_fill_wait_ms, settings.max_replay_events) == (0, 10)
+    assert settings.channel_prefix == "run_42"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"), ("postgresql://u@h/d", "postgresql://u@h/d"),
+     ("postgres://u@h/d", "postgresql://u@h/d")],
+)
+def test_database_urls(tmp_path, url, expected):
+    assert from_env(tmp_path, DATABASE_URL=url).database_url == expected
+
+
+@pytest.mark.parametrize("url", ["memory://", "redis://h:6379", "rediss://h:6380", "postgres://u@h/d"])
+def test_broadcast_urls(tmp_path, url):
+    assert from_env(tmp_path, BROADCAST_URL=url).broadcast_url == url
+
+
+def test_rate_limit_without_a_period_means_per_second(tmp_path):
+    assert from_env(tmp_path, RATE_LIMIT="5/s").rate_limit == RateLimit(5, 1.0)
+
+
+BAD_VALUES = [
+    ("DATABASE_URL", "mysql://u@h/d"),
+    ("DATABASE_URL", "sqlite://relative.db"),
+    ("BROADCAST_URL", "kafka://h"),
+    ("BROADCAST_URL", "memory"),
+    ("JWT_SECRET", "short"),
+    ("SESSION_SECRET", "short"),
+    ("ALLOWED_ORIGINS", "example.org"),
+    ("ALLOWED_ORIGINS", "https://a.example/path"),
+    ("HEARTBEAT_INTERVAL", "abc"),
+    ("HEARTBEAT_INTERVAL", "0"),
+    ("HEARTBEAT_INTERVAL", "-5"),
+    ("HEARTBEAT_INTERVAL", "nan"),
+    ("HEARTBEAT_TIMEOUT", "inf"),
+    ("SCORE_BATCH_WINDOW_MS", "0"),
+    ("SCORE_BATCH_WINDOW_MS", "1.5"),
+    ("RATE_LIMIT", "20"),
+    ("RATE_LIMIT", "0/1s"),
+    ("RATE_LIMIT", "20/0s"),
+    ("RATE_LIMIT", "fast"),
+    ("MAX_MESSAGE_BYTES", "10"),
+    ("MAX_MESSAGE_BYTES", "64k"),
+    ("MAX_PENDING", "0"),
+    ("MAX_PENDING", "-1"),
+    ("EVENT_RETENTION", "forever"),
+    ("GAP_FILL_WAIT_MS", "x"),
+    ("MAX_REPLAY_EVENTS", "0"),
+    ("CHANNEL_PREFIX", "has-dash"),
+    ("CHANNEL_PREFIX", "x" * 21),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_VALUES)
+def test_a_bad_value_names_its_variable(tmp_path, name, value):
+    with pytest.raises(SettingsError) as caught:
+        from_env(tmp_path, **{name: value})
+    message = str(caught.value)
+    assert ("MATCHCAST_" + name) in message and "\n" not in message
+
+
+def test_every_parsed_variable_has_a_bad_value_case():
+    assert set(_PARSERS) == {name for name, _ in BAD_VALUES}
+
+
+@pytest.mark.parametrize(("interval", "timeout"), [("30", "30"), ("60", None), ("10", "5")])
+def test_heartbeat_timeout_must_exceed_interval(tmp_path, interval, timeout):
+    variables = {"HEARTBEAT_INTERVAL": interval} | ({"HEARTBEAT_TIMEOUT": timeout} if timeout else {})
+    with pytest.raises(SettingsError, match="MATCHCAST_HEARTBEAT_TIMEOUT.*MATCHCAST_HEARTBEAT_INTERVAL"):
+        from_env(tmp_path, **variables)
+
+
+def test_dev_secret_warns_loudly(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="matchcast.settings"):
+        from_env(tmp_path)
+    assert any("MATCHCAST_JWT_SECRET" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="matchcast.settings"):
+        from_env(tmp_path, JWT_SECRET=SECRET)
+    assert not caplog.records
+
+
+def test_session_secret_is_derived_from_the_jwt_secret(tmp_path):
+    one, two = from_env(tmp_path, JWT_SECRET=SECRET), from_env(tmp_path, JWT_SECRET=SECRET + "x")
+    assert one.session_secret != two.session_secret
+    assert one.session_secret == from_env(tmp_path, JWT_SECRET=SECRET).session_secret
+    assert SECRET not in one.session_secret
+
+
+def test_env_file_is_read_and_the_environment_wins(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text('# comment\nMATCHCAST_MAX_PENDING="7"\nMATCHCAST_EVENT_RETENTION=9\n')
+    settings = Settings.from_env({"MATCHCAST_EVENT_RETENTION": "11"}, env_file=str(env_file))
+    assert (settings.max_pending, settings.event_retention) == (7, 11)
+
+
+def test_blank_values_mean_the_default(tmp_path):
+    assert from_env(tmp_path, MAX_PENDING="  ").max_pending == 1024
+
+
+def test_settings_are_frozen(tmp_path):
+    settings = from_env(tmp_path)
+    with pytest.raises(AttributeError):
+        settings.max_pending = 3  # type: ignore[misc]
+    assert settings.with_(max_pending=3).max_pending == 3 and settings.max_pending == 1024
