@@ -91,7 +91,7 @@ def csrf_token(request: Request) -> str:
 
 
 def csrf_failed(form: Form) -> bool:
-    return bool(form.csrf_token.errors)  # type: ignore[attr-defined]
+    return bool(form.csrf_token.errors)
 
 
 def first_error(form: Form) -> str:

@@ -88,6 +88,7 @@ async def match(request: Request) -> Response:
         "m": state,
         "tournament": parent,
         "round_name": round_name(state["round"], rounds),
+        "names": {p["id"]: p["name"] for p in (state["participant1"], state["participant2"]) if p},
         "token": live_token(request, viewer),
         "can_manage": may_manage(viewer, parent.organizer_id),
     }

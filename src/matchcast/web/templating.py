@@ -51,8 +51,14 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None, s
     context = {"viewer": getattr(request.state, "viewer", None), **(context or {})}
     context.setdefault("error", None)
     context["flashes"] = pop_flashes(request)
-    context["csrf_token"] = lambda: csrf_token(request)
+    context["csrf_token"] = lambda: once_per_request(request)
     return templates.TemplateResponse(request, name, context, status_code=status_code, headers=HEADERS)
+
+
+def once_per_request(request: Request) -> str:
+    if not hasattr(request.state, "csrf_token"):
+        request.state.csrf_token = csrf_token(request)
+    return request.state.csrf_token
 
 
 def error_page(request: Request, error: errors.DomainError) -> Response:

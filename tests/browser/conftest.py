@@ -1,0 +1,59 @@
+"""Browser tests: headless Chromium (Debian's, at /usr/bin/chromium) against a real server.
+
+They never skip: without Chromium, launching fails and the tests fail (`make browser` installs it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, async_playwright, expect
+
+from tests.support.databases import sqlite_url
+from tests.support.server import RunningServer, running_server, test_settings
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 5000
+
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    settings = test_settings(database_url=sqlite_url(tmp_path), broadcast_url="memory://")
+    async with running_server(settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=20000)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def new_context(browser: Browser, server: RunningServer, **options: object) -> BrowserContext:
+    context = await browser.new_context(base_url=server.http, **options)  # type: ignore[arg-type]
+    context.set_default_timeout(TIMEOUT_MS)
+    return context
+
+
+@pytest.fixture
+async def spectator(browser: Browser, server: RunningServer) -> AsyncIterator[BrowserContext]:
+    context = await new_context(browser, server)
+    yield context
+    await context.close()
+
+
+@pytest.fixture
+async def organizer(browser: Browser, server: RunningServer) -> AsyncIterator[BrowserContext]:
+    context = await new_context(browser, server)
+    yield context
+    await context.close()
