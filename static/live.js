@@ -182,6 +182,9 @@
       case "match_started":
         m.status = "live";
         break;
+      case "match_cancelled":
+        m.status = "cancelled";
+        break;
       case "match_completed":
         m.status = "completed";
         m.winner_id = d.winner_id;

@@ -27,11 +27,12 @@ MATCH_SCHEDULED = "match_scheduled"
 MATCH_STARTED = "match_started"
 SCORE_UPDATED = "score_updated"
 MATCH_COMPLETED = "match_completed"
+MATCH_CANCELLED = "match_cancelled"  # beyond the contract's list: a match room must learn it too
 DISPUTE_CREATED = "dispute_created"
 DISPUTE_RESOLVED = "dispute_resolved"
 BRACKET_UPDATED = "bracket_updated"
 EVENT_TYPES = frozenset(
-    {MATCH_SCHEDULED, MATCH_STARTED, SCORE_UPDATED, MATCH_COMPLETED, DISPUTE_CREATED,
+    {MATCH_SCHEDULED, MATCH_STARTED, SCORE_UPDATED, MATCH_COMPLETED, MATCH_CANCELLED, DISPUTE_CREATED,
      DISPUTE_RESOLVED, BRACKET_UPDATED}
 )
 

@@ -24,6 +24,8 @@ EVENT_FIELDS = {
     "dispute_created": {"dispute_id", "match_id", "tournament_id", "reported_by_id", "reason", "created_at"},
     "dispute_resolved": {"dispute_id", "match_id", "tournament_id", "resolution", "resolved_by_id", "resolved_at"},
     "bracket_updated": {"tournament_id", "bracket"},
+    # ours, beyond the contract's table (docs/protocol.md): a match room must learn of it too
+    "match_cancelled": {"match_id", "tournament_id", "cancelled_at"},
 }
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 

@@ -193,6 +193,7 @@ async def test_cancel_match(db, factory, publisher):
     await refused(db, publisher, FORBIDDEN, matches.cancel_match(db, publisher, player, match.id))
     cancelled = await matches.cancel_match(db, publisher, t.organizer, match.id)
     assert cancelled.status == "cancelled" and cancelled.winner_id is None
+    assert_event(publisher.published[-2], "match_cancelled", t.id, match.id)
     assert_event(publisher.published[-1], "bracket_updated", t.id)
     await refused(db, publisher, INVALID_STATE, matches.cancel_match(db, publisher, t.organizer, match.id))
     await refused(db, publisher, INVALID_STATE, update_score(db, publisher, t.organizer, match.id, 1, 0))

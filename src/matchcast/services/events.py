@@ -9,6 +9,7 @@ from matchcast.protocol import (
     BRACKET_UPDATED,
     DISPUTE_CREATED,
     DISPUTE_RESOLVED,
+    MATCH_CANCELLED,
     MATCH_COMPLETED,
     MATCH_SCHEDULED,
     MATCH_STARTED,
@@ -58,6 +59,12 @@ def match_completed(match: Any) -> Event:
         "participant1_score": match.participant1_score,
         "participant2_score": match.participant2_score,
         "completed_at": iso(match.completed_at),
+    }, _both(match))
+
+
+def match_cancelled(match: Any) -> Event:
+    return Event(MATCH_CANCELLED, {
+        "match_id": match.id, "tournament_id": match.tournament_id, "cancelled_at": iso(match.updated_at),
     }, _both(match))
 
 

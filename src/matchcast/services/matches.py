@@ -125,7 +125,7 @@ async def cancel_match(db: Database, publisher: Publisher, actor: Actor | None, 
         await db.execute(matches.update().where(matches.c.id == match.id).values(status=CANCELLED, updated_at=now))
         match = await reload(db, match.id)
         update = events.bracket_updated(match.tournament_id, await bracket(db, match.tournament_id))
-    await publisher.publish([update])
+    await publisher.publish([events.match_cancelled(match), update])
     return match
 
 
