@@ -1,9 +1,11 @@
 """One WebSocket seen from the hub: a bounded outbound backlog and a writer that drains it.
 
 The hub hands every socket of a room the same pre-encoded text with `offer()`, which never
-awaits, so one slow socket cannot slow anybody else. The writer task exists only while there is
-something to send (an idle socket costs no task). A backlog over `max_pending` frames means the
-client does not read: it is closed 4009 and its backlog dropped.
+awaits, so one slow socket cannot slow anybody else. The writer starts eagerly: `offer()` runs it
+at once, and a socket that can take the frame (nearly always) has it written before `offer()`
+returns, with no task at all. Only a writer that has to wait (the client's TCP window is full)
+goes on in a task of its own, while later frames queue behind it. A backlog over `max_pending`
+frames means the client does not read: it is closed 4009 and its backlog dropped.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Coroutine, Generator, Sequence
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -25,8 +28,8 @@ CONTROL = 0  # the id given to ping/pong/error/connection_established frames: ne
 
 class Connection:
     __slots__ = (
-        "websocket", "room", "room_kind", "role", "user_id", "max_pending", "backlog", "writer",
-        "after", "open", "closing", "close_code", "last_seen", "bucket", "hub", "opened_at", "__weakref__",
+        "websocket", "room", "room_kind", "role", "user_id", "max_pending", "backlog", "writer", "draining",
+        "after", "allowance", "open", "closing", "close_code", "last_seen", "bucket", "hub", "opened_at", "__weakref__",
     )
 
     def __init__(
@@ -42,8 +45,10 @@ class Connection:
         self.bucket = bucket
         self.hub = hub
         self.backlog: deque[tuple[int, str]] = deque()
-        self.writer: asyncio.Task[None] | None = None
+        self.writer: asyncio.Task[None] | None = None  # a writer that had to wait
+        self.draining = False  # a writer is running (eagerly, or in `writer`)
         self.after = 0  # events with an id at most this were already sent (or replayed)
+        self.allowance = 0  # frames of the initial replay, allowed beyond max_pending
         self.open = False  # False while connection_established and the replay are being sent
         self.closing = False
         self.close_code: int | None = None
@@ -54,19 +59,37 @@ class Connection:
         """Queue one frame for this socket; never awaits."""
         if self.closing:
             return
-        if len(self.backlog) >= self.max_pending:
+        if len(self.backlog) >= self.max_pending + self.allowance:
             self.abort(WS_4009_SLOW_CONSUMER)
             return
         self.backlog.append((event_id, frame))
-        if self.open and self.writer is None:
-            self.writer = asyncio.create_task(self._drain())
+        if self.open and not self.draining:
+            self._write()
 
-    def start(self, after: int) -> None:
-        """Begin live delivery: events up to `after` were covered by the snapshot or replay."""
+    def start(self, after: int, first: Sequence[str] = ()) -> None:
+        """Send `first` (connection_established, the replay), then live events after `after`.
+
+        The replay is allowed on top of `max_pending`: a client is slow when live frames pile up.
+        """
+        self.backlog.extendleft((CONTROL, frame) for frame in reversed(first))
+        self.allowance = len(first)
         self.after = after
         self.open = True
-        if self.backlog and self.writer is None and not self.closing:
-            self.writer = asyncio.create_task(self._drain())
+        if self.backlog and not self.draining and not self.closing:
+            self._write()
+
+    def _write(self) -> None:
+        """Run the writer now, up to its first wait; only if it has to wait, in a task.
+
+        A task per socket per frame was a third of the fan-out's CPU (docs/performance.md).
+        """
+        self.draining = True
+        writer = self._drain()
+        try:
+            waiting_for = writer.send(None)
+        except StopIteration:
+            return  # everything written; _drain reset `draining`
+        self.writer = asyncio.get_running_loop().create_task(_resume(writer, waiting_for))
 
     async def _drain(self) -> None:
         try:
@@ -82,6 +105,7 @@ class Connection:
             self.backlog.clear()
         finally:
             self.writer = None
+            self.draining = False
 
     def abort(self, code: int, drain: bool = False) -> None:
         """Close from synchronous code (the hub's fan-out, the heartbeat, the rate limit).
@@ -127,3 +151,34 @@ class Connection:
     @property
     def pending(self) -> int:
         return len(self.backlog)
+
+
+class _Yield:
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return (yield self.value)
+
+
+async def _resume(coroutine: Coroutine[Any, Any, None], waiting_for: Any) -> None:
+    """Go on with `coroutine`, started outside any task, from the point where it yielded `waiting_for`.
+
+    The task running this hands each yielded future to the event loop exactly as if it ran
+    `coroutine` itself, and throws cancellation (or any error) into it at the point it waits.
+    """
+    while True:
+        try:
+            sent = await _Yield(waiting_for)
+        except BaseException as error:  # cancellation included: the coroutine gets to clean up
+            try:
+                waiting_for = coroutine.throw(error)
+            except StopIteration:
+                return
+            continue
+        try:
+            waiting_for = coroutine.send(sent)
+        except StopIteration:
+            return

@@ -124,30 +124,33 @@ class RoomEndpoint(WebSocketEndpoint):
             log.info("open room=%s role=%s user=%s", self.conn.room, self.conn.role, self.conn.user_id)
 
     async def _open(self, websocket: WebSocket, rt: Realtime, user_id: int | None) -> bool:
-        async with rt.db.connection():  # one database connection for the whole set-up
+        async with rt.db.connection():  # one database connection for these few queries
             if user_id is not None:
                 self.actor = await load_actor(rt.db, user_id)
                 if self.actor is None:
                     await self._refuse(websocket, rt, WS_4001_AUTHENTICATION_FAILED, "unknown user")
                     return False
             role = await self.resolve_role(rt.db)
-            if role is None:
-                await self._refuse(websocket, rt, WS_4404_NOT_FOUND, f"no such {self.kind}")
-                return False
-            room = self.room_name()
-            self.conn = Connection(
-                websocket, room, self.kind, role, self.actor.user_id if self.actor else None,
-                rt.settings.max_pending, TokenBucket(rt.settings.rate_limit), rt.hub)
-            welcome = {"room": room, "user_id": self.conn.user_id, "role": role,
-                       "heartbeat_interval": whole(rt.settings.heartbeat_interval),
-                       "heartbeat_timeout": whole(rt.settings.heartbeat_timeout)}
-            await rt.hub.establish(self.conn, self.snapshot_of(rt.db), resume_point(websocket), welcome)
+        if role is None:
+            await self._refuse(websocket, rt, WS_4404_NOT_FOUND, f"no such {self.kind}")
+            return False
+        room = self.room_name()
+        self.conn = Connection(
+            websocket, room, self.kind, role, self.actor.user_id if self.actor else None,
+            rt.settings.max_pending, TokenBucket(rt.settings.rate_limit), rt.hub)
+        welcome = {"room": room, "user_id": self.conn.user_id, "role": role,
+                   "heartbeat_interval": whole(rt.settings.heartbeat_interval),
+                   "heartbeat_timeout": whole(rt.settings.heartbeat_timeout)}
+        await rt.hub.establish(self.conn, self.snapshot_of(rt.db), resume_point(websocket), welcome)
         return True
 
     async def _refuse(self, websocket: WebSocket, rt: Realtime, code: int, why: str) -> None:
         log.info("refused path=%s code=%d reason=%s", websocket.url.path, code, why)
         rt.metrics.closes.labels(str(code)).inc()
-        await websocket.close(code, reason=why[:120])
+        try:
+            await websocket.close(code, reason=why[:120])
+        except Exception:  # the client left during the set-up: nothing to tell it
+            pass
 
     async def on_receive(self, websocket: WebSocket, data: Any) -> None:
         conn = self.conn

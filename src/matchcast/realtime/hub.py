@@ -13,6 +13,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -40,6 +41,8 @@ log = logging.getLogger("matchcast.hub")
 RESUBSCRIBE_MIN, RESUBSCRIBE_MAX = 0.2, 5.0  # seconds between attempts while the broker is down
 CATCH_UP_BATCH = 500
 JOIN_TIMEOUT = 10.0  # seconds a socket waits for its room's broker subscription
+REPLAY_PAGE = 500
+MAX_REPLAY_BYTES = 4 * 1024 * 1024  # one resume holds at most this much in memory
 SETTLE_SECONDS = 3.0  # at shutdown, for the last events to reach the sockets
 
 
@@ -142,26 +145,40 @@ class Hub:
         self, conn: Connection, snapshot: Callable[[], Awaitable[dict[str, Any]]],
         resume_from: int | None, welcome: dict[str, Any],
     ) -> None:
-        """Subscribe, then snapshot, then send connection_established, the replay, and go live."""
+        """Subscribe, then read the last id, the snapshot and the replay, then go live.
+
+        Nothing is written to the socket here: connection_established and the replay go through
+        the connection's writer, so a client that does not read holds neither this task nor a
+        database connection.
+        """
         await self.join(conn)
-        last = await eventlog.last_id(self.db, conn.room)
-        state = await snapshot()
-        replay, status = await self._replay(conn.room, resume_from, last)
+        async with self.db.connection():
+            last = await eventlog.last_id(self.db, conn.room)
+            state = await snapshot()
+            replay, status = await self._replay(conn.room, resume_from, last)
         data = {**welcome, "server_time": int(time.time() * 1000), "last_event_id": last,
                 "replay": status, "state": state}
-        await conn.websocket.send_text(encode({"type": "connection_established", "data": data}))
-        for event in replay:
-            await conn.websocket.send_text(event.frame)
-        conn.start(after=last)
+        established = encode({"type": "connection_established", "data": data})
+        conn.start(after=last, first=[established, *(event.frame for event in replay)])
 
     async def _replay(self, room: str, after: int | None, last: int) -> tuple[list[eventlog.StoredEvent], str]:
+        """The stored events after `after`, or "partial" when they are pruned or too many."""
         if after is None or after >= last:
             return [], "complete"
         if last - after > self.settings.max_replay_events:
             return [], "partial"  # too far behind: the snapshot is cheaper than the log
-        events = await eventlog.read_after(self.db, room, after, last - after)
-        if not events or events[0].id != after + 1:
-            return [], "partial"  # pruned by retention
+        events: list[eventlog.StoredEvent] = []
+        size = 0
+        while len(events) < last - after:
+            page = await eventlog.read_after(self.db, room, after + len(events), min(REPLAY_PAGE, last - after))
+            if not page or page[0].id != after + len(events) + 1:
+                return [], "partial"  # pruned by retention
+            events += [event for event in page if event.id <= last]
+            size += sum(len(event.frame) for event in page)
+            if size > MAX_REPLAY_BYTES:
+                return [], "partial"  # huge events (whole brackets): the snapshot is smaller
+            if page[-1].id >= last:
+                break
         return events, "complete"
 
     async def _listen(self, room: Room) -> None:
@@ -186,6 +203,11 @@ class Hub:
                 raise
             except Exception as exc:
                 log.warning("%s: broker subscription lost (%s); retrying in %.1fs", room.name, exc, backoff)
+                if first:  # the broker is down: let sockets join now; the catch-up brings the rest
+                    with contextlib.suppress(Exception):
+                        room.next_id = await eventlog.last_id(self.db, room.name) + 1
+                        room.ready.set()
+                        first = False
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RESUBSCRIBE_MAX)
 
@@ -221,8 +243,8 @@ class Hub:
         frame = message.frame
         if frame is None:  # too large for the broker: read it from the log
             found = await eventlog.read_after(self.db, room.name, message.event_id - 1, 1)
-            if not found:
-                return
+            if not found or found[0].id != message.event_id:
+                return  # pruned already: the gap fill will skip it
             frame = found[0].frame
         room.ahead[message.event_id] = (frame, message.published_ns)
         self._deliver_ready(room)
