@@ -23,6 +23,7 @@ from matchcast.protocol import WS_4009_SLOW_CONSUMER
 from matchcast.realtime.ratelimit import TokenBucket
 
 log = logging.getLogger("matchcast.connection")
+CLOSE_GRACE = 5.0  # seconds a closing socket may take to take its last frames
 CONTROL = 0  # the id given to ping/pong/error/connection_established frames: never filtered
 
 
@@ -132,10 +133,11 @@ class Connection:
         await self._close_after(code)
 
     async def _close_after(self, code: int) -> None:
-        if self.writer is not None:
-            try:
-                await self.writer
-            except BaseException:  # cancelled or failed: close all the same
+        writer = self.writer
+        if writer is not None:
+            try:  # a client that does not read would hold the writer for ever: give it a while
+                await asyncio.wait_for(writer, CLOSE_GRACE)
+            except BaseException:  # timed out (the writer is cancelled), cancelled or failed
                 pass
         await self.close(code)
 
@@ -144,7 +146,13 @@ class Connection:
         self.close_code = self.close_code or code
         self.backlog.clear()
         try:
-            await self.websocket.close(code)
+            # The close frame waits behind unread data, like any frame; past the grace the socket
+            # leaves its room at once (nothing more is queued for it) and uvicorn's keepalive
+            # drops the dead TCP connection.
+            await asyncio.wait_for(self.websocket.close(code), CLOSE_GRACE)
+        except TimeoutError:
+            log.info("room=%s: client took no close frame in %.0fs; dropped", self.room, CLOSE_GRACE)
+            self.hub.leave(self)
         except Exception:  # already closed by the peer
             pass
 
