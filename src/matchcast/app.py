@@ -6,12 +6,20 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import asyncpg
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket
 
+from matchcast import errors
 from matchcast.db.database import Database, upgrade
+from matchcast.ids import ID
 from matchcast.realtime.broker import Broker
 from matchcast.realtime.endpoints import MatchEndpoint, Realtime, TournamentEndpoint
 from matchcast.realtime.handshake import RequestHeadLimit
@@ -21,15 +29,33 @@ from matchcast.settings import Settings
 from matchcast.web import api, organize, pages, session
 
 log = logging.getLogger("matchcast.app")
+MAX_BODY = 1024 * 1024  # bytes of any request body; forms and JSON are far smaller
+# What asyncpg raises when PostgreSQL is down, restarting or has dropped the connection: answered
+# 503 "unavailable" (a retry will do) instead of a 500 with a traceback. The transaction, if any,
+# was rolled back by the server, so nothing is half-written.
+DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.OperatorInterventionError)
+WS_1011_INTERNAL_ERROR = 1011
 
 
 def websocket_routes() -> list[BaseRoute]:
     return [
-        WebSocketRoute("/ws/tournament/{id:int}/", TournamentEndpoint),
-        WebSocketRoute("/ws/tournament/{id:int}", TournamentEndpoint),
-        WebSocketRoute("/ws/match/{id:int}/", MatchEndpoint),
-        WebSocketRoute("/ws/match/{id:int}", MatchEndpoint),
+        WebSocketRoute(f"/ws/tournament/{ID}/", TournamentEndpoint),
+        WebSocketRoute(f"/ws/tournament/{ID}", TournamentEndpoint),
+        WebSocketRoute(f"/ws/match/{ID}/", MatchEndpoint),
+        WebSocketRoute(f"/ws/match/{ID}", MatchEndpoint),
     ]
+
+
+async def database_unavailable(conn: Request | WebSocket, exc: Exception) -> Response | None:
+    log.warning("database unavailable during %s: %s: %s", conn.url.path, type(exc).__name__, exc)
+    message = "the database is unavailable; try again shortly"
+    if isinstance(conn, WebSocket):
+        try:
+            await conn.close(WS_1011_INTERNAL_ERROR, reason=message)
+        except Exception:  # noqa: S110 - the socket may be gone already
+            pass
+        return None
+    return api.error_response(errors.UNAVAILABLE, message)
 
 
 def create_app(settings: Settings, migrate: bool = True) -> Starlette:
@@ -53,8 +79,13 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
             await broker.disconnect()
             await db.disconnect()
 
-    middleware = [Middleware(RequestHeadLimit), *session.middleware(settings)]
+    middleware = [
+        Middleware(RequestHeadLimit),
+        Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY),  # streamed: 413 past it
+        *session.middleware(settings),
+    ]
     routes = [*websocket_routes(), *api.routes, *pages.routes(), *organize.routes()]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    handlers: dict[Any, Any] = dict.fromkeys(DATABASE_DOWN, database_unavailable)
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=handlers)
     app.state.realtime = Realtime(settings=settings, db=db, hub=hub, metrics=metrics)
     return app

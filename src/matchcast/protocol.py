@@ -116,7 +116,7 @@ def parse_client_frame(text: str | None) -> ClientFrame:
         raise FrameError(INVALID_JSON, "binary frames are not accepted; send JSON text")
     try:
         obj = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         raise FrameError(INVALID_JSON, "frame is not valid JSON") from None
     if not isinstance(obj, dict):
         raise FrameError(INVALID_MESSAGE, "frame must be a JSON object")
@@ -162,4 +162,15 @@ def require_text(obj: dict[str, Any], name: str, max_chars: int) -> str:
         raise FrameError(VALIDATION_ERROR, f"{name} must be a non-empty string of at most {max_chars} characters")
     if len(value) > max_chars:
         raise FrameError(VALIDATION_ERROR, f"{name} must be at most {max_chars} characters, got {len(value)}")
+    if not is_utf8(value):
+        raise FrameError(VALIDATION_ERROR, f"{name} must be valid Unicode text (no lone surrogates)")
     return value.strip()
+
+
+def is_utf8(value: str) -> bool:
+    # JSON allows "\ud800"; no database can store it.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

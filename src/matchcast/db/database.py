@@ -49,9 +49,11 @@ class Database(databases.Database):
     async def write(self) -> AsyncIterator[None]:
         """A write transaction.
 
-        SQLite's deferred transactions fail with "database is locked" instead of waiting when two
-        of them upgrade to writers at once, so writers of this process queue on a lock first.
-        PostgreSQL needs no such lock: services lock the rows they change (SELECT ... FOR UPDATE).
+        PostgreSQL: a plain transaction; services lock the rows they change (SELECT ... FOR UPDATE).
+        SQLite has no row locks, and a deferred transaction that reads and then writes fails at
+        once with "database is locked" when another writer got in between, whatever the busy
+        timeout. So writers take the write lock up front (BEGIN IMMEDIATE, which does wait for the
+        busy timeout, so other processes queue too) after queueing on a lock of this process.
         """
         if not self.is_sqlite:
             async with self.transaction():
@@ -59,9 +61,14 @@ class Database(databases.Database):
             return
         if self._write_lock is None:
             self._write_lock = asyncio.Lock()
-        async with self._write_lock, self.transaction():
-            yield
-
+        async with self._write_lock, self.connection() as connection:
+            await connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                await connection.execute("ROLLBACK")
+                raise
+            await connection.execute("COMMIT")
 
 def sync_url(url: str) -> str:
     """The URL alembic's synchronous engine uses for the same database."""

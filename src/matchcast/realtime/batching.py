@@ -33,9 +33,12 @@ class ScoreBatcher:
         self._send = send
         self._windows: dict[int, _Window] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sent: dict[int, int] = {}  # match id -> the last sequence broadcast
 
     async def submit(self, event: Event) -> None:
         match_id = int(event.data["match_id"])
+        if event.data["sequence"] <= self._sent.get(match_id, 0):
+            return  # overtaken by a newer score already sent (concurrent reporters)
         window = self._windows.get(match_id)
         if window is not None:
             # Concurrent updates can reach here out of order: keep the newest sequence.
@@ -44,6 +47,7 @@ class ScoreBatcher:
             return
         window = self._windows[match_id] = _Window()
         self._arm(match_id, window)
+        self._sent[match_id] = event.data["sequence"]
         await self._send([event])
 
     def _arm(self, match_id: int, window: _Window) -> None:
@@ -58,6 +62,7 @@ class ScoreBatcher:
             del self._windows[match_id]
             return
         event, window.pending = window.pending, None
+        self._sent[match_id] = max(self._sent.get(match_id, 0), event.data["sequence"])
         self._arm(match_id, window)  # the stream goes on: a new window after this send
         task = asyncio.create_task(self._send([event]))
         self._tasks.add(task)
@@ -75,6 +80,7 @@ class ScoreBatcher:
             window.timer.cancel()
         if self._tasks:  # a window's send still in flight goes first
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self._sent.pop(match_id, None)  # the match is over (or the server stops)
         if window is not None and window.pending is not None:
             await self._send([window.pending])
 

@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket
 
 from matchcast import errors
 from matchcast.db.database import Database
+from matchcast.ids import MAX_ID
 from matchcast.protocol import (
     FORBIDDEN,
     INVALID_STATE,
@@ -42,7 +43,6 @@ from matchcast.services.actors import Actor, load_actor, match_role, tournament_
 from matchcast.settings import Settings
 
 log = logging.getLogger("matchcast.ws")
-MAX_ID = 2**31 - 1  # larger ids cannot exist (INTEGER columns); refused before any query
 
 
 @dataclass

@@ -8,7 +8,7 @@ Rooms are locked in sorted order, so two publishers never deadlock.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -27,8 +27,15 @@ class StoredEvent:
     frame: str  # the complete frame text, encoded once for every subscriber of the room
 
 
-async def store(db: Database, batch: Sequence[Event]) -> list[StoredEvent]:
-    """Number and store `batch` in one transaction; return one StoredEvent per (event, room)."""
+Refresh = Callable[[Event], Awaitable[Event]]
+
+
+async def store(db: Database, batch: Sequence[Event], refresh: Refresh | None = None) -> list[StoredEvent]:
+    """Number and store `batch` in one transaction; return one StoredEvent per (event, room).
+
+    `refresh` may rebuild an event's data once its rooms are locked: what it reads then is at
+    least as new as anything stored before it in those rooms.
+    """
     per_room = Counter(room for event in batch for room in event.rooms)
     if not per_room:
         return []
@@ -41,6 +48,8 @@ async def store(db: Database, batch: Sequence[Event]) -> list[StoredEvent]:
             next_id[room] = last - per_room[room] + 1
         rows = []
         for event in batch:
+            if refresh is not None:
+                event = await refresh(event)
             data_json = encode(event.data)
             for room in event.rooms:
                 event_id = next_id[room]

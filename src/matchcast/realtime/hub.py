@@ -21,6 +21,7 @@ from typing import Any
 
 from matchcast.db.database import Database
 from matchcast.protocol import (
+    BRACKET_UPDATED,
     MATCH_COMPLETED,
     SCORE_UPDATED,
     WS_1012_SERVICE_RESTART,
@@ -35,6 +36,7 @@ from matchcast.realtime.broker import Broker, BrokerMessage, Subscription
 from matchcast.realtime.connection import CONTROL, Connection
 from matchcast.realtime.metrics import Metrics
 from matchcast.realtime.retention import run_pruner
+from matchcast.services.snapshots import bracket
 from matchcast.settings import Settings
 
 log = logging.getLogger("matchcast.hub")
@@ -112,13 +114,22 @@ class Hub:
     async def publish_now(self, events: Sequence[Event]) -> None:
         # One publisher at a time in this process, so the broker sees each room's ids in order.
         async with self._publish_lock:
-            stored = await eventlog.store(self.db, events)
+            stored = await eventlog.store(self.db, events, self._fresh)
             for event in stored:
                 try:
                     await self.broker.publish(event.room, event.id, event.frame)
                 except Exception:
                     # Stored all the same: the next event's gap fill or a resume delivers it.
                     log.exception("broadcast of %s %d failed", event.room, event.id)
+
+    async def _fresh(self, event: Event) -> Event:
+        """A bracket_updated is rebuilt when stored, under the lock of its room: built earlier, two
+        concurrent completions (on two instances) could store the older bracket last."""
+        if event.type != BRACKET_UPDATED:
+            return event
+        tournament_id = int(event.data["tournament_id"])
+        return Event(event.type, {"tournament_id": tournament_id, "bracket": await bracket(self.db, tournament_id)},
+                     event.rooms)
 
     # -- rooms --------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from typing import Any
 from matchcast import errors
 from matchcast.db.database import Database, utcnow
 from matchcast.db.tables import disputes
-from matchcast.protocol import MAX_REASON_CHARS, is_int
+from matchcast.protocol import MAX_REASON_CHARS, is_int, is_utf8
 from matchcast.services import events
 from matchcast.services.actors import Actor, require_organizer
 from matchcast.services.matches import locked_match, tournament_of
@@ -15,7 +15,7 @@ from matchcast.services.publisher import Publisher
 
 
 def validate_text(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REASON_CHARS:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REASON_CHARS or not is_utf8(value):
         raise errors.invalid(f"{name} must be 1 to {MAX_REASON_CHARS} characters")
     return value.strip()
 

@@ -63,15 +63,21 @@ async def start_match(db: Database, publisher: Publisher, actor: Actor | None, m
 
 
 async def update_score(
-    db: Database, publisher: Publisher, actor: Actor | None, match_id: Any, score1: Any, score2: Any
+    db: Database, publisher: Publisher, actor: Actor | None, match_id: Any, score1: Any, score2: Any,
+    organizer_only: bool = False,
 ) -> Any:
-    """Store a score at once (sequence + 1); the publisher may coalesce the broadcast."""
+    """Store a score at once (sequence + 1); the publisher may coalesce the broadcast.
+
+    Participants report over WebSocket; `organizer_only` is for the organizer API.
+    """
     score1 = validate_score("participant1_score", score1)
     score2 = validate_score("participant2_score", score2)
     async with db.write():
         match = await locked_match(db, match_id)
         tournament = await tournament_of(db, match)
-        if match_role(actor, match, tournament.organizer_id) == SPECTATOR:
+        if organizer_only:
+            require_organizer(actor, tournament)
+        elif match_role(actor, match, tournament.organizer_id) == SPECTATOR:
             raise errors.forbidden("only the match's participants or the organizer may report scores")
         if match.status != LIVE:
             raise errors.invalid_state(f"match {match.id} is {match.status}; scores can change only while it is live")

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from matchcast import errors
 from matchcast.db.database import Database, utcnow
 from matchcast.db.tables import matches, registrations, tournaments, users
-from matchcast.protocol import Event, is_int
+from matchcast.protocol import Event, is_int, is_utf8
 from matchcast.services import brackets, events
 from matchcast.services.actors import Actor, require_organizer
 from matchcast.services.matches import COMPLETED, SCHEDULED, advance_winner, reload
@@ -46,7 +46,7 @@ async def list_tournaments(db: Database, viewer: Actor | None = None) -> list[An
 async def create_tournament(db: Database, actor: Actor | None, name: Any, is_public: bool = True) -> int:
     if actor is None:
         raise errors.forbidden("log in to create a tournament")
-    if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_NAME:
+    if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_NAME or not is_utf8(name):
         raise errors.invalid(f"name must be 1 to {MAX_NAME} characters")
     async with db.write():
         query = tournaments.insert().values(

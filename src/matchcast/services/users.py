@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,11 +13,19 @@ import sqlalchemy as sa
 from matchcast import errors
 from matchcast.db.database import UNIQUE_VIOLATIONS, Database, utcnow
 from matchcast.db.tables import users
+from matchcast.protocol import is_utf8
 from matchcast.security import hash_password, verify_password
 
 USERNAME = re.compile(r"[A-Za-z0-9_.\-]{1,50}")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
+# argon2 takes ~0.1 s of CPU on purpose: run it on two threads of its own, so logins never stall
+# the event loop that delivers every live frame (and a login storm waits its turn).
+_HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+
+
+async def hashing(function: Any, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(_HASHING, function, *args)
 
 
 def validate_username(username: Any) -> str:
@@ -25,7 +35,7 @@ def validate_username(username: Any) -> str:
 
 
 def validate_password(password: Any) -> str:
-    if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+    if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD or not is_utf8(password):
         raise errors.invalid(f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters")
     return password
 
@@ -33,7 +43,7 @@ def validate_password(password: Any) -> str:
 async def create_user(db: Database, username: str, password: str, is_staff: bool = False) -> int:
     validate_username(username)
     validate_password(password)
-    password_hash = hash_password(password)
+    password_hash = await hashing(hash_password, password)
     taken = errors.DomainError(errors.CONFLICT, f"username {username!r} is taken; pick another")
     async with db.write():
         if await find_user(db, username) is not None:
@@ -57,7 +67,7 @@ async def authenticate(db: Database, username: Any, password: Any) -> Any:
     if not isinstance(username, str) or not isinstance(password, str) or len(password) > MAX_PASSWORD:
         return None
     row = await find_user(db, username) if USERNAME.fullmatch(username) else None
-    ok = verify_password(row.password_hash if row else None, password)
+    ok = await hashing(verify_password, row.password_hash if row else None, password)
     return row if ok and row is not None else None
 
 

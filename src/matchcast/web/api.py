@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from matchcast import errors
+from matchcast.ids import ID, MAX_ID
 from matchcast.protocol import is_int
 from matchcast.security import TokenError, create_user_token, verify_token
 from matchcast.services import disputes, matches, snapshots, users
@@ -39,7 +40,7 @@ async def json_body(request: Request) -> dict[str, Any]:
         raise errors.invalid(f"request body is larger than {MAX_BODY} bytes")
     try:
         data = json.loads(body or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise errors.invalid("request body must be a JSON object") from None
     if not isinstance(data, dict):
         raise errors.invalid("request body must be a JSON object")
@@ -62,7 +63,7 @@ async def bearer_actor(request: Request) -> Actor:
 
 def path_id(request: Request) -> int:
     value = int(request.path_params["id"])
-    if value > 2**31 - 1:
+    if value > MAX_ID:
         raise errors.not_found("no such id")
     return value
 
@@ -118,7 +119,8 @@ async def score(request: Request) -> Any:
     actor = await bearer_actor(request)
     body = await json_body(request)
     await matches.update_score(
-        rt.db, rt.hub, actor, match_id, body.get("participant1_score"), body.get("participant2_score"))
+        rt.db, rt.hub, actor, match_id, body.get("participant1_score"), body.get("participant2_score"),
+        organizer_only=True)
     return await snapshots.match_snapshot(rt.db, match_id)
 
 
@@ -163,12 +165,12 @@ async def metrics(request: Request) -> Response:
 
 routes = [
     Route("/api/token", api(token), methods=["POST"]),
-    Route("/api/tournaments/{id:int}", api(tournament_snapshot), methods=["GET"]),
-    Route("/api/matches/{id:int}", api(match_snapshot), methods=["GET"]),
-    Route("/api/matches/{id:int}/start", api(start), methods=["POST"]),
-    Route("/api/matches/{id:int}/score", api(score), methods=["POST"]),
-    Route("/api/matches/{id:int}/complete", api(complete), methods=["POST"]),
-    Route("/api/disputes/{id:int}/resolve", api(resolve), methods=["POST"]),
+    Route(f"/api/tournaments/{ID}", api(tournament_snapshot), methods=["GET"]),
+    Route(f"/api/matches/{ID}", api(match_snapshot), methods=["GET"]),
+    Route(f"/api/matches/{ID}/start", api(start), methods=["POST"]),
+    Route(f"/api/matches/{ID}/score", api(score), methods=["POST"]),
+    Route(f"/api/matches/{ID}/complete", api(complete), methods=["POST"]),
+    Route(f"/api/disputes/{ID}/resolve", api(resolve), methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
 ]

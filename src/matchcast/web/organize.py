@@ -19,6 +19,7 @@ from wtforms import Form
 
 from matchcast import errors
 from matchcast.db.tables import disputes as disputes_table
+from matchcast.ids import ID
 from matchcast.services import brackets, disputes, matches, snapshots, tournaments, users
 from matchcast.services.actors import Actor, is_organizer
 from matchcast.web import forms
@@ -261,15 +262,15 @@ def routes() -> list[BaseRoute]:
         Route("/logout", logout, methods=post),
         Route("/organize/", index, methods=["GET"]),
         Route("/organize/tournaments", create_tournament, methods=post),
-        Route("/organize/tournaments/{id:int}", manage, methods=["GET"]),
-        Route("/organize/tournaments/{id:int}/players",
+        Route(f"/organize/tournaments/{ID}", manage, methods=["GET"]),
+        Route(f"/organize/tournaments/{ID}/players",
               action(forms.RegisterForm, register_existing, in_tournament), methods=post),
-        Route("/organize/tournaments/{id:int}/players/new",
+        Route(f"/organize/tournaments/{ID}/players/new",
               action(forms.NewPlayerForm, register_new, in_tournament), methods=post),
-        Route("/organize/tournaments/{id:int}/seed", action(forms.CSRFForm, seed, in_tournament), methods=post),
-        Route("/organize/matches/{id:int}/start", action(forms.CSRFForm, start, of_match), methods=post),
-        Route("/organize/matches/{id:int}/score", action(forms.ScoreForm, score, of_match), methods=post),
-        Route("/organize/matches/{id:int}/complete", action(forms.CompleteForm, complete, of_match), methods=post),
-        Route("/organize/matches/{id:int}/cancel", action(forms.CSRFForm, cancel, of_match), methods=post),
-        Route("/organize/disputes/{id:int}/resolve", action(forms.ResolveForm, resolve, of_dispute), methods=post),
+        Route(f"/organize/tournaments/{ID}/seed", action(forms.CSRFForm, seed, in_tournament), methods=post),
+        Route(f"/organize/matches/{ID}/start", action(forms.CSRFForm, start, of_match), methods=post),
+        Route(f"/organize/matches/{ID}/score", action(forms.ScoreForm, score, of_match), methods=post),
+        Route(f"/organize/matches/{ID}/complete", action(forms.CompleteForm, complete, of_match), methods=post),
+        Route(f"/organize/matches/{ID}/cancel", action(forms.CSRFForm, cancel, of_match), methods=post),
+        Route(f"/organize/disputes/{ID}/resolve", action(forms.ResolveForm, resolve, of_dispute), methods=post),
     ]

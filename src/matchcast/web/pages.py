@@ -15,14 +15,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from matchcast import errors
+from matchcast.ids import ID, MAX_ID
 from matchcast.security import create_guest_token, create_user_token
 from matchcast.services import snapshots, tournaments
 from matchcast.services.actors import Actor
 from matchcast.services.brackets import round_name
 from matchcast.web.session import current_actor
 from matchcast.web.templating import STATIC_DIR, error_page, render
-
-MAX_ID = 2**31 - 1  # ids are INTEGER columns; larger ones cannot exist
 
 
 def path_id(request: Request) -> int:
@@ -98,7 +97,7 @@ async def match(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     return [
         Route("/", index, methods=["GET"]),
-        Route("/tournaments/{id:int}", tournament, methods=["GET"]),
-        Route("/matches/{id:int}", match, methods=["GET"]),
+        Route(f"/tournaments/{ID}", tournament, methods=["GET"]),
+        Route(f"/matches/{ID}", match, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
