@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket
 
 from matchcast import errors
 from matchcast.db.database import Database, upgrade
+from matchcast.logs import redact_tokens
 from matchcast.ids import ID
 from matchcast.realtime.broker import Broker
 from matchcast.realtime.endpoints import MatchEndpoint, Realtime, TournamentEndpoint
@@ -59,6 +60,7 @@ async def database_unavailable(conn: Request | WebSocket, exc: Exception) -> Res
 
 
 def create_app(settings: Settings, migrate: bool = True) -> Starlette:
+    redact_tokens()
     db = Database(settings.database_url)
     metrics = Metrics()
     broker = Broker(settings.broadcast_url, settings.channel_prefix)

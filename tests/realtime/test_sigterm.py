@@ -56,5 +56,6 @@ async def test_sigterm_flushes_pending_scores_and_closes_1012(tmp_path: Path) ->
     finally:
         await server.stop()
     log = server.log()
+    assert "token=***" in log and player["token"] not in log  # uvicorn logs WebSocket URLs
     assert f"open room=match_{match['id']} role=participant" in log
     assert f"close room=match_{match['id']} role=participant user={player['id']} code=1012" in log
