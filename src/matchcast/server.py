@@ -10,7 +10,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors import Multiprocess, multiprocess
 
 from matchcast.app import create_app
 from matchcast.realtime.gc_tuning import GcTuner
@@ -37,6 +37,8 @@ def config(app: Any, settings: Settings, host: str = "127.0.0.1", port: int = 80
 
 def app_from_env() -> Starlette:
     """The app factory each worker process calls (settings come from the same environment)."""
+    if not logging.getLogger().handlers:  # a fresh worker process: log like `matchcast serve`
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return create_app(Settings.from_env())
 
 
@@ -77,4 +79,16 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
         return
     cfg = config("matchcast.server:app_from_env", settings, host, port, factory=True, workers=workers)
     sock = cfg.bind_socket()
-    Multiprocess(cfg, target=Server(cfg, tune_gc=True).run, sockets=[sock]).run()
+    # uvicorn's supervisor builds every worker (and each replacement) from this module-level name.
+    multiprocess.Process = Worker  # type: ignore[misc]
+    Multiprocess(cfg, sockets=[sock]).run()
+
+
+class Worker(multiprocess.Process):
+    """A uvicorn worker process that runs our Server, so each worker stops gracefully too."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = Server(self.config, tune_gc=True)
+        return self._server

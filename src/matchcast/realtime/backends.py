@@ -95,7 +95,7 @@ class RedisBackend(SupervisedBackend):
         self._client = aioredis.Redis.from_url(self.url, **options)
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         try:
-            await self._client.ping()
+            await self._client.ping()  # type: ignore[misc]
             await self._pubsub.connect()
         except BaseException:
             await self.disconnect()
@@ -187,8 +187,8 @@ class PostgresBackend(SupervisedBackend):
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
-        async with self._listen_lock:
-            if self.fault is None:
+        if self.fault is None:  # a lost connection listens to nothing; its lock may be held by a hung ping
+            async with self._listen_lock:
                 await self._guarded(lambda: self._listener.remove_listener(channel, self._notified), (Exception,))
 
     async def publish(self, channel: str, message: Any) -> None:

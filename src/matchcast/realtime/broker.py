@@ -124,6 +124,7 @@ class Broker:
         self.pong_timeout = pong_timeout
         self._link: Link | None = None
         self._fault = "not connected"
+        self._available = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
@@ -135,9 +136,21 @@ class Broker:
             log.warning("broker %s is unavailable at start-up (%s); live updates wait until it is back",
                         self.safe_url, self._fault)
 
+    async def wait_available(self, seconds: float) -> bool:
+        """Wait until the broker is connected (at once if it is), at most `seconds`."""
+        try:
+            await asyncio.wait_for(self._available.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
     def health(self) -> str:
-        """"ok", or what is broken (shown by /healthz)."""
-        return "ok" if self._link is not None else f"unavailable: {self._fault}"[:200]
+        """"ok", or "unavailable: <what went wrong>" (shown by /healthz)."""
+        link = self._link
+        if link is not None and link.fault is None:
+            return "ok"
+        fault = describe(link.fault) if link is not None and link.fault is not None else self._fault
+        return f"unavailable: {fault}"[:200]
 
     async def disconnect(self) -> None:
         if self._supervisor is not None:
@@ -146,15 +159,19 @@ class Broker:
             self._supervisor = None
         link, self._link = self._link, None
         self._fault = "not connected"
+        self._available.clear()
         if link is not None:
             await link.close()
 
     async def publish(self, channel: str, event_id: int, frame: str) -> None:
+        """Hand the event to the broker (at most once); raises while the broker is unavailable."""
         link = self._current()
         await link.broadcast.publish(self.prefix + channel, pack(event_id, frame, self.max_payload))
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+        """Messages published on `channel` from now on, until the connection is lost (then get()
+        raises; subscribe again). Raises BrokerUnavailable while the broker is down."""
         link = self._current()
         async with link.lock:
             context = link.broadcast.subscribe(self.prefix + channel)
@@ -204,10 +221,12 @@ class Broker:
                 delay = min(delay * 2, RECONNECT_MAX)
                 continue
             if self._fault != "not connected":
-                log.warning("broker %s: connected again", self.safe_url)
+                log.warning("broker %s: connected", self.safe_url)
             self._link, self._fault, delay = link, "", RECONNECT_MIN
+            self._available.set()
             attempted.set()
             fault = await link.wait_lost()
+            self._available.clear()
             self._link, self._fault = None, describe(fault)
             log.warning("broker %s: connection lost (%s); reconnecting", self.safe_url, self._fault)
             await link.close()

@@ -36,6 +36,8 @@ from matchcast.realtime.broker import Broker, BrokerMessage, Subscription
 from matchcast.realtime.connection import CONTROL, Connection
 from matchcast.realtime.metrics import Metrics
 from matchcast.realtime.retention import run_pruner
+from matchcast.services import events as services_events
+from matchcast.services.matches import reload
 from matchcast.services.snapshots import bracket
 from matchcast.settings import Settings
 
@@ -123,13 +125,20 @@ class Hub:
                     log.exception("broadcast of %s %d failed", event.room, event.id)
 
     async def _fresh(self, event: Event) -> Event:
-        """A bracket_updated is rebuilt when stored, under the lock of its room: built earlier, two
-        concurrent completions (on two instances) could store the older bracket last."""
-        if event.type != BRACKET_UPDATED:
-            return event
-        tournament_id = int(event.data["tournament_id"])
-        return Event(event.type, {"tournament_id": tournament_id, "bracket": await bracket(self.db, tournament_id)},
-                     event.rooms)
+        """Rebuild what goes stale when stored under the lock of its rooms.
+
+        Built earlier, two concurrent actions (say, on two instances, each batching its own
+        scores) could store the older bracket or the lower score sequence last.
+        """
+        if event.type == BRACKET_UPDATED:
+            tournament_id = int(event.data["tournament_id"])
+            data = {"tournament_id": tournament_id, "bracket": await bracket(self.db, tournament_id)}
+            return Event(event.type, data, event.rooms)
+        if event.type == SCORE_UPDATED:
+            match = await reload(self.db, int(event.data["match_id"]))
+            if match is not None and match.sequence > event.data["sequence"]:
+                return services_events.score_updated(match)
+        return event
 
     # -- rooms --------------------------------------------------------------------------------
 
@@ -219,7 +228,10 @@ class Hub:
                         room.next_id = await eventlog.last_id(self.db, room.name) + 1
                         room.ready.set()
                         first = False
-                await asyncio.sleep(backoff)
+                if self.broker.health() == "ok":
+                    await asyncio.sleep(backoff)
+                else:  # back as soon as the broker is
+                    await self.broker.wait_available(backoff)
                 backoff = min(backoff * 2, RESUBSCRIBE_MAX)
 
     async def _pump(self, room: Room, subscription: Subscription) -> None:

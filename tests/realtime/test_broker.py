@@ -1,0 +1,183 @@
+"""The broker (realtime/broker.py) on the real Redis and PostgreSQL: what broadcaster 0.3.1 gets wrong.
+
+Concurrent subscribes and publishes on postgres://, frames too large for NOTIFY, and a lost
+connection that must never leave a subscriber waiting (shared/dependencies.md §1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from matchcast.realtime.broker import Broker, BrokerUnavailable
+from matchcast.services import matches
+from tests.support.processes import PostgresCluster, RedisServer, wait_until
+from tests.support.server import RunningServer
+
+pytestmark = pytest.mark.timeout(60)
+URLS = {
+    "memory": "memory://",
+    "redis": "redis://127.0.0.1:6379",
+    "postgres": "postgres://postgres@127.0.0.1:5432/test",
+}
+PROMPTLY = 2.0  # seconds
+
+
+async def connected_broker(url: str, **options: float) -> Broker:
+    broker = Broker(url, "t" + uuid.uuid4().hex[:8] + "_", **options)
+    await broker.connect()
+    return broker
+
+
+@pytest.fixture(params=list(URLS))
+async def broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
+    broker = await connected_broker(URLS[request.param])
+    yield broker
+    await broker.disconnect()
+
+
+async def test_concurrent_subscribers_and_publishers_all_work(broker: Broker) -> None:
+    # broadcaster alone: 19 of 20 concurrent first subscribers die on postgres:// (§1.4).
+    subscribed = asyncio.Event()
+    ready = 0
+
+    async def subscriber(channel: str) -> list[int]:
+        nonlocal ready
+        async with broker.subscribe(channel) as subscription:
+            ready += 1
+            if ready == 20:
+                subscribed.set()
+            return [(await asyncio.wait_for(subscription.get(), PROMPTLY)).event_id for _ in range(10)]
+
+    channels = [f"room{n % 4}" for n in range(20)]  # 4 rooms, 5 subscribers each
+    tasks = [asyncio.create_task(subscriber(channel)) for channel in channels]
+    await asyncio.wait_for(subscribed.wait(), 10)
+    # 40 concurrent publishes: one connection each for LISTEN and NOTIFY, one operation at a time.
+    await asyncio.gather(*(broker.publish(f"room{room}", n, "{}") for n in range(1, 11) for room in range(4)))
+    for received in await asyncio.gather(*tasks):
+        assert sorted(received) == list(range(1, 11))
+
+
+async def test_a_frame_too_large_for_the_broker_travels_as_its_id(broker: Broker) -> None:
+    large = '{"type": "bracket_updated", "data": "' + "x" * 20000 + '"}'
+    async with broker.subscribe("big") as subscription:
+        await broker.publish("big", 7, large)
+        await broker.publish("big", 8, "{}")
+        first, second = [await asyncio.wait_for(subscription.get(), PROMPTLY) for _ in range(2)]
+    assert (first.event_id, second.event_id, second.frame) == (7, 8, "{}")
+    assert first.frame == (None if broker.is_postgres else large)
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[RedisServer]:
+    server = await RedisServer().start()
+    yield server
+    if server.process is not None:
+        server.process.send_signal(signal.SIGCONT)
+    await server.stop()
+
+
+class PrivateServer:
+    def __init__(self, redis: RedisServer | None, cluster: PostgresCluster | None) -> None:
+        self.redis, self.cluster = redis, cluster
+
+    @property
+    def url(self) -> str:
+        if self.redis is not None:
+            return self.redis.url
+        assert self.cluster is not None
+        return f"postgres://postgres@127.0.0.1:{self.cluster.port}/postgres"
+
+    async def stop(self) -> None:
+        await (self.redis.stop() if self.redis else asyncio.to_thread(self.cluster.stop))  # type: ignore[union-attr]
+
+    async def start(self) -> None:
+        await (self.redis.start() if self.redis else asyncio.to_thread(self.cluster.start))  # type: ignore[union-attr]
+
+
+@pytest.fixture(params=["redis", "postgres"])
+async def private(request: pytest.FixtureRequest) -> AsyncIterator[PrivateServer]:
+    if request.param == "redis":
+        server = await RedisServer().start()
+        try:
+            yield PrivateServer(server, None)
+        finally:
+            await server.stop()
+    else:
+        cluster = request.getfixturevalue("postgres_outage")
+        yield PrivateServer(None, cluster)
+
+
+async def test_a_lost_connection_fails_subscribers_promptly_and_comes_back(private: PrivateServer) -> None:
+    broker = await connected_broker(private.url)
+    try:
+        async with broker.subscribe("room") as subscription:
+            waiting = asyncio.create_task(subscription.get())
+            await asyncio.sleep(0.1)
+            stopped = time.monotonic()
+            await private.stop()
+            with pytest.raises(BrokerUnavailable):
+                await asyncio.wait_for(waiting, PROMPTLY)
+            assert time.monotonic() - stopped < PROMPTLY
+            with pytest.raises(BrokerUnavailable):
+                await subscription.get()  # and every later one
+        assert broker.health().startswith("unavailable: ")
+        with pytest.raises(BrokerUnavailable):
+            await broker.publish("room", 1, "{}")
+        with pytest.raises(BrokerUnavailable):
+            async with broker.subscribe("room"):
+                pass
+
+        await private.start()
+        await wait_until(lambda: broker.health() == "ok", 10, "the broker reconnects by itself")
+        async with broker.subscribe("room") as subscription:
+            await broker.publish("room", 2, "{}")
+            assert (await asyncio.wait_for(subscription.get(), PROMPTLY)).event_id == 2
+    finally:
+        await broker.disconnect()
+
+
+async def test_a_broker_that_stops_answering_is_noticed(redis: RedisServer) -> None:
+    # SIGSTOP: the TCP connection stays open and nothing comes back, as with a dead host.
+    broker = await connected_broker(redis.url, ping_interval=0.2, pong_timeout=0.5)
+    try:
+        async with broker.subscribe("room") as subscription:
+            assert redis.process is not None
+            redis.process.send_signal(signal.SIGSTOP)
+            with pytest.raises(BrokerUnavailable, match="PING"):
+                await asyncio.wait_for(subscription.get(), 3)
+            assert "PING" in broker.health()
+            redis.process.send_signal(signal.SIGCONT)
+        await wait_until(lambda: broker.health() == "ok", 10, "the broker reconnects by itself")
+    finally:
+        await broker.disconnect()
+
+
+async def test_twenty_spectators_join_rooms_concurrently(server: RunningServer) -> None:
+    t = await server.factory.seeded(8)
+    first, second = [await server.factory.match(match_id) for match_id in t.match_ids[:2]]
+    # 7 in the tournament room (the first start reaches them first), 13 in two match rooms
+    rooms = [(f"/ws/tournament/{t.id}/", first.id) if n % 3 == 0 else
+             (f"/ws/match/{(first, second)[n % 2].id}/", (first, second)[n % 2].id) for n in range(20)]
+    joined = asyncio.Event()
+
+    async def spectate(path: str) -> int:
+        async with server.client(path, server.guest_token()) as ws:
+            last = (await ws.established())["last_event_id"]
+            await joined.wait()
+            (frame,) = await ws.events(1, timeout=10)
+            assert frame["id"] == last + 1 and frame["type"] == "match_started"
+            return int(frame["data"]["match_id"])
+
+    spectators = [asyncio.create_task(spectate(path)) for path, _ in rooms]
+    await wait_until(lambda: sum(len(r.connections) for r in server.realtime.hub.rooms.values()) == 20, 10,
+                     "20 spectators joined")
+    joined.set()
+    for match in (first, second):
+        await matches.start_match(server.realtime.db, server.realtime.hub, t.organizer, match.id)
+    assert await asyncio.gather(*spectators) == [expected for _, expected in rooms]
