@@ -19,8 +19,8 @@ from starlette.websockets import WebSocket
 
 from matchcast import errors
 from matchcast.db.database import Database, upgrade
-from matchcast.logs import redact_tokens
 from matchcast.ids import ID
+from matchcast.logs import redact_tokens
 from matchcast.realtime.broker import Broker
 from matchcast.realtime.endpoints import MatchEndpoint, Realtime, TournamentEndpoint
 from matchcast.realtime.handshake import RequestHeadLimit

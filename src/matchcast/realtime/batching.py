@@ -62,7 +62,10 @@ class ScoreBatcher:
             del self._windows[match_id]
             return
         event, window.pending = window.pending, None
-        self._sent[match_id] = max(self._sent.get(match_id, 0), event.data["sequence"])
+        if event.data["sequence"] <= self._sent.get(match_id, 0):
+            del self._windows[match_id]  # a newer score already went out with another event
+            return
+        self._sent[match_id] = event.data["sequence"]
         self._arm(match_id, window)  # the stream goes on: a new window after this send
         task = asyncio.create_task(self._send([event]))
         self._tasks.add(task)
@@ -80,9 +83,14 @@ class ScoreBatcher:
             window.timer.cancel()
         if self._tasks:  # a window's send still in flight goes first
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        self._sent.pop(match_id, None)  # the match is over (or the server stops)
-        if window is not None and window.pending is not None:
+        sent = self._sent.pop(match_id, 0)  # the match is over (or the server stops)
+        if window is not None and window.pending is not None and window.pending.data["sequence"] > sent:
             await self._send([window.pending])
+
+    def note_sent(self, match_id: int, sequence: int) -> None:
+        """A score of `sequence` went out for `match_id` (rebuilt when stored): skip older ones."""
+        if match_id in self._sent or match_id in self._windows:
+            self._sent[match_id] = max(self._sent.get(match_id, 0), sequence)
 
     async def flush_all(self) -> None:
         for match_id in list(self._windows):

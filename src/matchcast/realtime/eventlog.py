@@ -33,23 +33,26 @@ Refresh = Callable[[Event], Awaitable[Event]]
 async def store(db: Database, batch: Sequence[Event], refresh: Refresh | None = None) -> list[StoredEvent]:
     """Number and store `batch` in one transaction; return one StoredEvent per (event, room).
 
-    `refresh` may rebuild an event's data once its rooms are locked: what it reads then is at
-    least as new as anything stored before it in those rooms.
+    `refresh` sees each event once its rooms are locked, so what it reads is at least as new as
+    anything stored before in those rooms; it returns the event to store (rebuilt or as it was).
     """
-    per_room = Counter(room for event in batch for room in event.rooms)
-    if not per_room:
+    rooms = sorted({room for event in batch for room in event.rooms})
+    if not rooms:
         return []
-    stored: list[StoredEvent] = []
     now = utcnow()
     async with db.write():
+        if refresh is not None:
+            for room in rooms:  # lock first, then read
+                await _advance_counter(db, room, 0)
+            batch = [await refresh(event) for event in batch]
+        per_room = Counter(room for event in batch for room in event.rooms)
         next_id = {}
         for room in sorted(per_room):
             last = await _advance_counter(db, room, per_room[room])
             next_id[room] = last - per_room[room] + 1
         rows = []
+        stored: list[StoredEvent] = []
         for event in batch:
-            if refresh is not None:
-                event = await refresh(event)
             data_json = encode(event.data)
             for room in event.rooms:
                 event_id = next_id[room]
@@ -57,7 +60,8 @@ async def store(db: Database, batch: Sequence[Event], refresh: Refresh | None = 
                 rows.append({"room": room, "id": event_id, "type": event.type, "payload": data_json,
                              "created_at": now})
                 stored.append(StoredEvent(room, event_id, event.type, encode_event(event.type, event_id, data_json)))
-        await db.execute(events.insert().values(rows))
+        if rows:
+            await db.execute(events.insert().values(rows))
     return stored
 
 

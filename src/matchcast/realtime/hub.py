@@ -125,10 +125,11 @@ class Hub:
                     log.exception("broadcast of %s %d failed", event.room, event.id)
 
     async def _fresh(self, event: Event) -> Event:
-        """Rebuild what goes stale when stored under the lock of its rooms.
+        """Under the lock of its rooms, rebuild what concurrent actions may have made stale.
 
-        Built earlier, two concurrent actions (say, on two instances, each batching its own
-        scores) could store the older bracket or the lower score sequence last.
+        A bracket is rebuilt. A score older than the match's stored one (another reporter, maybe
+        on another instance, got in between) is replaced by the stored one, so the log's scores
+        never go back; the batcher then skips its own copies of what this one already carries.
         """
         if event.type == BRACKET_UPDATED:
             tournament_id = int(event.data["tournament_id"])
@@ -137,6 +138,7 @@ class Hub:
         if event.type == SCORE_UPDATED:
             match = await reload(self.db, int(event.data["match_id"]))
             if match is not None and match.sequence > event.data["sequence"]:
+                self.batcher.note_sent(match.id, match.sequence)
                 return services_events.score_updated(match)
         return event
 
