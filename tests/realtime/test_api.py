@@ -106,7 +106,9 @@ async def test_healthz_is_exactly_ok(server: RunningServer, http: httpx.AsyncCli
     assert response.json() == {"status": "ok", "database": "ok", "broadcast": "ok"}
 
 
-async def test_metrics_count_connections_frames_errors_and_closes(server: RunningServer, http: httpx.AsyncClient) -> None:
+async def test_metrics_count_connections_frames_errors_and_closes(
+    server: RunningServer, http: httpx.AsyncClient
+) -> None:
     t, match = await server.factory.live_match()
     async with (
         server.client(f"/ws/match/{match.id}/", server.guest_token()) as spectator,

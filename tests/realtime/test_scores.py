@@ -151,7 +151,7 @@ async def test_a_burst_under_a_low_rate_limit_keeps_the_last_accepted_score(serv
 
 async def test_sequences_stay_monotonic_under_concurrent_reporters(server: RunningServer) -> None:
     t, match = await server.factory.live_match()
-    tokens = [server.token(match.participant1_id), server.token(match.participant2_id), server.token(t.organizer.user_id)]
+    tokens = [server.token(user_id) for user_id in (match.participant1_id, match.participant2_id, t.organizer.user_id)]
     async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as spectator:
         await spectator.established()
 
