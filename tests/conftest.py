@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from matchcast.db.database import Database, upgrade
+from matchcast.db.database import Database, connected, upgrade
 from matchcast.services.publisher import DiscardingPublisher
-from tests.support.databases import connected, fresh_postgres_database_sync, sqlite_url
+from tests.support.databases import fresh_postgres_database_sync, sqlite_url
 from tests.support.factories import Factory
 
 

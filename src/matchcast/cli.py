@@ -13,14 +13,13 @@ import logging
 import secrets
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 import sqlalchemy as sa
 
-from matchcast.db.database import Database, upgrade
+from matchcast.db.database import Database, connected, upgrade
 from matchcast.errors import DomainError, not_found
 from matchcast.protocol import Event
 from matchcast.realtime import eventlog
@@ -170,14 +169,6 @@ def run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
     return asyncio.run(with_database())
 
 
-@asynccontextmanager
-async def connected(url: str) -> AsyncIterator[Database]:
-    db = Database(url)
-    await db.connect()
-    try:
-        yield db
-    finally:
-        await db.disconnect()
 
 
 class EventLogPublisher:

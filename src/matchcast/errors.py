@@ -15,6 +15,17 @@ UNAUTHORIZED = "unauthorized"
 CONFLICT = "conflict"
 UNAVAILABLE = "unavailable"
 
+# How the JSON API and the organizer pages answer each code.
+HTTP_STATUS = {
+    VALIDATION_ERROR: 400,
+    UNAUTHORIZED: 401,
+    FORBIDDEN: 403,
+    NOT_FOUND: 404,
+    INVALID_STATE: 409,
+    CONFLICT: 409,
+    UNAVAILABLE: 503,
+}
+
 
 class DomainError(Exception):
     def __init__(self, code: str, message: str) -> None:

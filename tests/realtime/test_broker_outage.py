@@ -18,8 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
+from matchcast.db.database import connected
 from matchcast.realtime import eventlog
-from tests.support.databases import connected, fresh_postgres_database
+from tests.support.databases import fresh_postgres_database
 from tests.support.processes import PostgresCluster, RedisServer, wait_until
 from tests.support.server import Client, RunningServer, running_server
 from tests.support.server import test_settings as settings_with

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from matchcast.db.database import upgrade
+from matchcast.db.database import connected, upgrade
 from matchcast.realtime import eventlog
-from tests.support.databases import connected, create_postgres_database, drop_postgres_database, dump
+from tests.support.databases import create_postgres_database, drop_postgres_database, dump
 from tests.support.processes import PostgresCluster, wait_until
 from tests.support.server import RunningServer, running_server
 from tests.support.server import test_settings as settings_with

@@ -18,12 +18,12 @@ import httpx
 import pytest
 
 from matchcast.cli import EventLogPublisher
-from matchcast.db.database import Database
+from matchcast.db.database import Database, connected
 from matchcast.realtime import eventlog
 from matchcast.security import create_guest_token, create_user_token
-from tests.support.databases import connected, fresh_postgres_database
+from tests.support.databases import fresh_postgres_database
 from tests.support.factories import Factory
-from tests.support.processes import MATCHCAST, ServerProcess
+from tests.support.processes import MATCHCAST, ServerProcess, wait_until
 from tests.support.server import TEST_SECRET, Client
 
 pytestmark = pytest.mark.timeout(90)
@@ -132,8 +132,10 @@ async def test_scores_alternating_between_instances_stay_monotonic(two: Deployme
         for n in range(1, updates + 1):
             await (p1 if n % 2 else p2).send({"type": "score_update", "participant1_score": n, "participant2_score": 0})
             await asyncio.sleep(0.02)
+        async def all_stored() -> bool:  # every update is accepted, on either instance
+            return (await two.factory.match(match.id)).sequence == updates
+        await wait_until(all_stored, 10, f"{updates} score updates stored")
         final = await two.factory.match(match.id)
-        assert final.sequence == updates  # every update was accepted, on either instance
         for spectator in (on_a, on_b):
             frames = await events_until(spectator, last[spectator], "score_updated",
                                         lambda f: f["data"]["sequence"] == updates)

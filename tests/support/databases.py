@@ -117,14 +117,6 @@ def sqlite_url(directory: Path, name: str = "test.db") -> str:
     return f"sqlite:///{directory / name}"
 
 
-@asynccontextmanager
-async def connected(url: str) -> AsyncIterator[Database]:
-    db = Database(url)
-    await db.connect()
-    try:
-        yield db
-    finally:
-        await db.disconnect()
 
 
 async def dump(db: Database) -> dict[str, list[dict[str, Any]]]:

@@ -70,6 +70,17 @@ class Database(databases.Database):
                 raise
             await connection.execute("COMMIT")
 
+@asynccontextmanager
+async def connected(url: str) -> AsyncIterator[Database]:
+    """A connected Database for one piece of work (the command line, tests)."""
+    db = Database(url)
+    await db.connect()
+    try:
+        yield db
+    finally:
+        await db.disconnect()
+
+
 def sync_url(url: str) -> str:
     """The URL alembic's synchronous engine uses for the same database."""
     if url.startswith("postgresql://"):

@@ -17,15 +17,7 @@ from matchcast.security import TokenError, create_user_token, verify_token
 from matchcast.services import disputes, matches, snapshots, users
 from matchcast.services.actors import Actor, load_actor
 
-STATUS = {
-    errors.VALIDATION_ERROR: 400,
-    errors.UNAUTHORIZED: 401,
-    errors.FORBIDDEN: 403,
-    errors.NOT_FOUND: 404,
-    errors.INVALID_STATE: 409,
-    errors.CONFLICT: 409,
-    errors.UNAVAILABLE: 503,
-}
+STATUS = errors.HTTP_STATUS
 MAX_BODY = 64 * 1024
 TOKEN_TTL = 3600
 

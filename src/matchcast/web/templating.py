@@ -14,15 +14,7 @@ from matchcast import errors
 from matchcast.web.forms import csrf_token
 from matchcast.web.session import pop_flashes
 
-STATUS = {
-    errors.VALIDATION_ERROR: 400,
-    errors.UNAUTHORIZED: 401,
-    errors.FORBIDDEN: 403,
-    errors.NOT_FOUND: 404,
-    errors.INVALID_STATE: 409,
-    errors.CONFLICT: 409,
-    errors.UNAVAILABLE: 503,
-}
+STATUS = errors.HTTP_STATUS
 # Pages carry a token and session-bound forms: never cache them. The script is a file of ours and
 # user data is only ever text, so the policy can forbid inline scripts and foreign origins.
 HEADERS = {
