@@ -20,6 +20,7 @@ async def test_a_frame_over_the_limit_closes_1009(server: RunningServer) -> None
     async with server.client(f"/ws/match/{match.id}/", server.token(match.participant1_id)) as ws:
         await ws.established()
         await ws.send({"type": "report_dispute", "reason": "x" * 400})  # under the limit: fine
+        await ws.recv_type("dispute_created")
         await ws.send({"type": "report_dispute", "reason": "y" * 2000})
         assert await ws.closed() == 1009
     state = await dump(server.realtime.db)

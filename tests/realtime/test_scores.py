@@ -87,7 +87,11 @@ async def test_a_continuous_stream_still_yields_a_frame_per_window(server: Runni
         for n in range(1, 101):  # 50 updates a second for 2 seconds
             await player.send({"type": "score_update", "participant1_score": n, "participant2_score": n // 2})
             await asyncio.sleep(max(0, start + n * 0.02 - time.monotonic()))
-        await asyncio.sleep(0.5)
+
+        async def last_arrived() -> None:
+            while not received or received[-1][1]["data"]["sequence"] < 100:
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(last_arrived(), 10)
         watcher.cancel()
     # never starved: at least one frame in every 200 ms of the stream, ~one per 100 ms window
     times = [at - start for at, _ in received]
