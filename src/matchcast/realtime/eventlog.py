@@ -34,22 +34,21 @@ async def store(db: Database, batch: Sequence[Event], refresh: Refresh | None = 
     """Number and store `batch` in one transaction; return one StoredEvent per (event, room).
 
     `refresh` sees each event once its rooms are locked, so what it reads is at least as new as
-    anything stored before in those rooms; it returns the event to store (rebuilt or as it was).
+    anything stored before in those rooms; it returns the event to store (rebuilt or as it was,
+    for the same rooms).
     """
     rooms = sorted({room for event in batch for room in event.rooms})
     if not rooms:
         return []
     now = utcnow()
     async with db.write():
-        if refresh is not None:
-            for room in rooms:  # lock first, then read
-                await _advance_counter(db, room, 0)
-            batch = [await refresh(event) for event in batch]
         per_room = Counter(room for event in batch for room in event.rooms)
         next_id = {}
-        for room in sorted(per_room):
+        for room in rooms:  # numbering locks the rooms' counters until commit ...
             last = await _advance_counter(db, room, per_room[room])
             next_id[room] = last - per_room[room] + 1
+        if refresh is not None:  # ... so what refresh reads now is at least as new as the log
+            batch = [await refresh(event) for event in batch]
         rows = []
         stored: list[StoredEvent] = []
         for event in batch:

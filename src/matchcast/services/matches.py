@@ -81,10 +81,9 @@ async def update_score(
             raise errors.forbidden("only the match's participants or the organizer may report scores")
         if match.status != LIVE:
             raise errors.invalid_state(f"match {match.id} is {match.status}; scores can change only while it is live")
-        await db.execute(matches.update().where(matches.c.id == match.id).values(
+        match = await db.fetch_one(matches.update().where(matches.c.id == match.id).values(
             participant1_score=score1, participant2_score=score2,
-            sequence=matches.c.sequence + 1, updated_at=utcnow()))
-        match = await reload(db, match.id)
+            sequence=matches.c.sequence + 1, updated_at=utcnow()).returning(*matches.c))
     await publisher.publish([events.score_updated(match)])
     return match
 
