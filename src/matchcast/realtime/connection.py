@@ -82,7 +82,8 @@ class Connection:
     def _write(self) -> None:
         """Run the writer now, up to its first wait; only if it has to wait, in a task.
 
-        A task per socket per frame was a third of the fan-out's CPU (docs/performance.md).
+        A task per socket per frame cost a fifth of every frame's CPU, and without the GC tuning
+        its survivors made full collections run during the fan-out (docs/performance.md).
         """
         self.draining = True
         writer = self._drain()

@@ -1,0 +1,230 @@
+"""`make bench`: every scenario, on each stack, against the baseline from the same run.
+
+    python -m bench.run                  # the full plan (about 8 minutes on this 2-core machine)
+    python -m bench.run --stacks memory-sqlite --fanout 1000,3000
+    python -m bench.run --smoke --out /tmp/bench   # tiny sizes: what tests/bench runs
+
+The server under test gets the first CPU, the load generator's processes share the others. For
+each stack: the baseline and `matchcast serve` start side by side; idle sockets are measured on
+each first (then dropped); then the fan-out grows size by size on both, and at each size the
+two are measured in turn, alternating which goes first, so that background load on a shared
+machine weighs on both alike; the score stream runs on matchcast at the first size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from bench import fanout, idle, report, servers, stream
+from bench.loadgen import LoadGenerator, raise_open_files_limit
+from matchcast.server import WS_IMPLEMENTATION
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass
+class Plan:
+    stacks: list[str] = field(default_factory=lambda: list(servers.STACKS))
+    idle: list[int] = field(default_factory=lambda: [1000, 5000, 10000])
+    fanout: list[int] = field(default_factory=lambda: [1000, 3000, 5000])
+    updates: int = 20  # per sample
+    interval: float = 0.3  # seconds between updates: wider than the 100 ms batching window
+    rounds: int = 2  # samples per server and size, alternating which server goes first
+    cost_spectators: int = 10  # the update cost is measured with this few spectators ...
+    cost_updates: int = 60  # ... over this many updates ...
+    cost_interval: float = 0.105  # ... this far apart: just wider than the batching window, none coalesced
+    stream_rate: float = 50.0
+    stream_seconds: float = 10.0
+    batch_window_ms: float = 100.0
+    processes: int = 4
+    baseline_idle: bool = True
+    profile: Path | None = None  # where py-spy's flame graphs of matchcast at the largest size go
+    gc_tuning: bool = True  # False: both servers leave Python's collector as it is (the GC comparison)
+    settle: float = 2.0  # seconds after a burst of connections before measuring (the server freezes its survivors)
+    idle_settle: float = 3.0
+    idle_window: float = 4.0  # seconds of quiet over which idle CPU is measured
+
+
+SMOKE = Plan(idle=[4, 8], fanout=[3, 6], updates=3, interval=0.15, rounds=1, stream_rate=50, stream_seconds=1,
+             processes=2, settle=0.2, idle_settle=0.2, idle_window=0.5, cost_spectators=2, cost_updates=3)
+
+
+def cpu_split() -> tuple[list[int] | None, list[int] | None]:
+    """The first CPU for the server, the others for the load generator (no pinning on one CPU)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return cpus[:1], cpus[1:]
+
+
+def gc_summary(log: Path | None) -> str | None:
+    if log is None or not log.exists():
+        return None
+    found = re.findall(r"gc: \d+ full collections.*", log.read_text(errors="replace"))
+    return found[-1] if found else None
+
+
+def measure_fanout(load: LoadGenerator, plan: Plan, mine: servers.Target, base: servers.Target,
+                   stack_results: dict[str, Any]) -> None:
+    values = {mine.name: fanout.Values(), base.name: fanout.Values()}
+    rows: dict[str, list[dict[str, Any]]] = {"matchcast": [], "baseline": []}
+    costs = {}
+    for key, target in (("matchcast", mine), ("baseline", base)):
+        fanout.connect(load, target, plan.cost_spectators)
+        time.sleep(plan.settle)
+        costs[key] = fanout.update_cost(load, target, values[target.name], plan.cost_updates, plan.cost_interval)
+        print(f"  {target.name}: {costs[key]['ms_per_update']:.2f} ms CPU per update "
+              f"(with {plan.cost_spectators} spectators)", flush=True)
+    stack_results["update_cost"] = costs
+    for size in plan.fanout:
+        for target in (base, mine):
+            opened = fanout.connect(load, target, size)
+            print(f"  {target.name}: {size} spectators open ({opened['seconds']:.1f} s)", flush=True)
+        time.sleep(plan.settle)
+        samples: dict[str, list[fanout.Sample]] = {base.name: [], mine.name: []}
+        for round_ in range(plan.rounds):
+            order = (base, mine) if round_ % 2 == 0 else (mine, base)
+            for target in order:
+                spy = profiler(plan, target, size, round_, stack_results)
+                samples[target.name].append(
+                    fanout.measure(load, target, values[target.name], plan.updates, plan.interval))
+                if spy is not None:
+                    spy.wait(plan.updates * plan.interval + 30)
+        for key, target in (("matchcast", mine), ("baseline", base)):
+            figures = fanout.figures(samples[target.name])
+            rows[key].append(figures)
+            print(f"  {target.name}: fan-out to {size}: p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms,"
+                  f" {figures['cpu_us_per_frame']:.1f} us CPU/frame, delivery {figures['delivery']:.4f}, "
+                  f"closed {figures['closed_by_server']}", flush=True)
+        if size == plan.fanout[0] and plan.stream_seconds > 0:
+            stack_results["stream"] = stream.run(load, mine, values[mine.name], plan.stream_rate,
+                                                 plan.stream_seconds, plan.batch_window_ms)
+    for key in rows:
+        for row in rows[key]:
+            # What each delivered frame costs once the update itself is paid for.
+            fixed = costs[key]["ms_per_update"] / 1000
+            row["marginal_us_per_frame"] = 1e6 * (row["server_cpu_s"] / row["updates"] - fixed) / row["spectators"]
+    stack_results["fanout"] = {**rows, "ratio": report.ratios(rows["matchcast"], rows["baseline"])}
+
+
+def profiler(plan: Plan, target: servers.Target, size: int, round_: int,
+             stack_results: dict[str, Any]) -> subprocess.Popen[bytes] | None:
+    """py-spy recording `target` through one fan-out sample at the largest size, if asked."""
+    if plan.profile is None or size != plan.fanout[-1] or round_ != 0:
+        return None
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--profile needs py-spy: pip install py-spy (it is in the dev extras)")
+    plan.profile.mkdir(parents=True, exist_ok=True)
+    name = "baseline" if target.secret is None else target.name.replace(" ", "-")
+    out = plan.profile / f"profile-{name}-{size}.svg"
+    stack_results.setdefault("profiles", []).append(str(out))
+    seconds = int(plan.updates * plan.interval + 3)
+    command = [spy, "record", "--pid", str(target.pid), "--duration", str(seconds), "--rate", "250",
+               "--nonblocking", "--output", str(out)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_stack(stack: str, plan: Plan, load: LoadGenerator, workdir: Path, server_cpus: list[int] | None,
+              results: dict[str, Any]) -> None:
+    print(f"== {stack}", flush=True)
+    stack_results: dict[str, Any] = {}
+    with servers.baseline(workdir, server_cpus, plan.gc_tuning) as base, \
+            servers.matchcast(stack, workdir, server_cpus, plan.gc_tuning) as mine:
+        load.participant(base.name, base.participant_url, role=None)
+        load.participant(mine.name, mine.participant_url)
+        if plan.idle:
+            stack_results["idle"] = idle.run(load, mine, plan.idle, plan.idle_settle, plan.idle_window)
+            if plan.baseline_idle and "baseline_idle" not in results:
+                results["baseline_idle"] = idle.run(load, base, plan.idle, plan.idle_settle, plan.idle_window)
+        if plan.fanout:
+            measure_fanout(load, plan, mine, base, stack_results)
+        load.close(mine.name)
+        load.close(base.name)
+    stack_results["gc"] = gc_summary(mine.log)
+    stack_results["baseline_gc"] = gc_summary(base.log)
+    results["stacks"][stack] = stack_results
+
+
+def meta(plan: Plan, argv: list[str]) -> dict[str, Any]:
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": "python -m bench.run " + " ".join(argv),
+        "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}",
+        "load_average_at_start": os.getloadavg(),
+        "versions": {name: version(name) for name in ("uvicorn", "starlette", "wsproto", "websockets", "uvloop")},
+        "ws_implementation": WS_IMPLEMENTATION,
+        "plan": asdict(plan),
+    }
+
+
+def run(plan: Plan, out: Path, argv: list[str], draw: bool = True) -> dict[str, Any]:
+    raise_open_files_limit()
+    server_cpus, client_cpus = cpu_split()
+    started = time.monotonic()
+    results: dict[str, Any] = {"meta": meta(plan, argv), "stacks": {}}
+    with tempfile.TemporaryDirectory(prefix="matchcast-bench-") as tmp, \
+            LoadGenerator(plan.processes, client_cpus) as load:
+        for stack in plan.stacks:
+            run_stack(stack, plan, load, Path(tmp), server_cpus, results)
+    results["meta"]["seconds"] = time.monotonic() - started
+    results["meta"]["load_average_at_end"] = os.getloadavg()
+    results["targets"] = report.targets(results)
+    print()
+    print(report.table(results))
+    report.write_json(results, out / "latest.json")
+    if draw:
+        report.plot(results, out / "plot.png")
+    print(f"\nwrote {out / 'latest.json'}" + (f" and {out / 'plot.png'}" if draw else "")
+          + f" in {results['meta']['seconds']:.0f} s", flush=True)
+    return results
+
+
+def sizes(raw: str) -> list[int]:
+    return [int(part) for part in raw.split(",") if part.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds (tests/bench)")
+    parser.add_argument("--stacks", help=f"comma-separated, of {', '.join(servers.STACKS)}")
+    parser.add_argument("--idle", type=sizes, help="idle sizes, e.g. 1000,5000,10000 (empty: skip)")
+    parser.add_argument("--fanout", type=sizes, help="fan-out sizes, e.g. 1000,3000,5000")
+    parser.add_argument("--rounds", type=int, help="samples per server and size")
+    parser.add_argument("--no-gc-tuning", action="store_true",
+                        help="run both servers without the GC tuning (matchcast via bench/untuned.py)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record py-spy flame graphs of both servers during the largest fan-out into DIR")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and plot.png go")
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args(argv)
+    plan = replace(SMOKE) if args.smoke else Plan()
+    if args.stacks:
+        plan.stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
+        unknown = set(plan.stacks) - set(servers.STACKS)
+        if unknown:
+            parser.error(f"unknown stack {', '.join(sorted(unknown))}; use {', '.join(servers.STACKS)}")
+    for name in ("idle", "fanout", "rounds"):
+        if getattr(args, name) is not None:
+            setattr(plan, name, getattr(args, name))
+    plan.gc_tuning = not args.no_gc_tuning
+    plan.profile = args.profile
+    run(plan, args.out, argv, draw=not args.no_plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

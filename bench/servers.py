@@ -1,0 +1,189 @@
+"""The servers under test, as subprocesses on loopback: `matchcast serve` on a fresh stack, and the baseline.
+
+A stack is a broadcast URL and a fresh database (a SQLite file, or a new PostgreSQL database
+dropped afterwards) holding `matchcast demo` data with one of its matches started, so its
+participant may send scores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+MATCHCAST = str(Path(sys.executable).with_name("matchcast"))
+POSTGRES_ADMIN_URL = os.environ.get("MATCHCAST_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("MATCHCAST_BENCH_REDIS_URL", "redis://127.0.0.1:6379")
+# A directory put first on the server's import path: measures a patched copy of src/ (a proposal)
+# without touching the tree. Unset for `make bench`.
+SERVER_PYTHONPATH = os.environ.get("MATCHCAST_BENCH_SERVER_PYTHONPATH", "")
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+STACKS = ("memory-sqlite", "redis-postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Target:
+    """A running server the load generator can be pointed at."""
+
+    name: str
+    pid: int
+    port: int
+    match_id: int = 1
+    secret: str | None = None  # JWT secret for guest tokens; None: the baseline takes any token
+    participant_token: str = "baseline"
+    log: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def match_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/match/{self.match_id}/"
+
+    @property
+    def participant_url(self) -> str:
+        return f"{self.match_url}?token={self.participant_token}"
+
+
+def server_env(database_url: str, broadcast_url: str, secret: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MATCHCAST_")}
+    if SERVER_PYTHONPATH:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [SERVER_PYTHONPATH, env.get("PYTHONPATH", "")]))
+    env.update({
+        "MATCHCAST_DATABASE_URL": database_url,
+        "MATCHCAST_BROADCAST_URL": broadcast_url,
+        "MATCHCAST_JWT_SECRET": secret,
+        # Its own channels on a shared Redis: never another server's (same match ids, other database).
+        "MATCHCAST_CHANNEL_PREFIX": "bench" + secrets.token_hex(6),
+        # The participant sends up to 50 frames a second (the score stream).
+        "MATCHCAST_RATE_LIMIT": "500/1s",
+        # An hour: no heartbeat ping lands in a measured window, no idle spectator is timed out.
+        "MATCHCAST_HEARTBEAT_INTERVAL": "3600",
+        "MATCHCAST_HEARTBEAT_TIMEOUT": "7200",
+    })
+    return env
+
+
+@contextmanager
+def fresh_database(stack: str, workdir: Path) -> Iterator[str]:
+    if stack.endswith("sqlite"):
+        path = workdir / f"bench-{secrets.token_hex(4)}.db"
+        yield f"sqlite:///{path}"
+        return
+    name = f"matchcast_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def wait_until_up(process: subprocess.Popen[bytes], port: int, log: Path, health: bool) -> None:
+    end = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-15:]
+            raise RuntimeError(f"the server exited with {process.returncode} during start-up:\n" + "\n".join(tail))
+        try:
+            if health:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            else:
+                with socket.create_connection(("127.0.0.1", port), timeout=2):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the server did not start within {START_TIMEOUT:.0f}s; see {log}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def pinned(cpus: list[int] | None) -> Any:
+    """A preexec_fn that puts the server (and every thread it starts) on `cpus`."""
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+
+
+def post_json(url: str, token: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        return json.loads(reply.read())
+
+
+@contextmanager
+def matchcast(stack: str, workdir: Path, cpus: list[int] | None, gc_tuning: bool = True) -> Iterator[Target]:
+    """`matchcast serve` on a fresh `stack`, with a live demo match; yields its Target.
+
+    Without `gc_tuning`, bench/untuned.py serves instead: the same minus the GC tuning."""
+    broadcast = "memory://" if stack.startswith("memory") else REDIS_URL
+    secret = secrets.token_hex(32)
+    with fresh_database(stack, workdir) as database_url:
+        env = server_env(database_url, broadcast, secret)
+        demo = json.loads(subprocess.run([MATCHCAST, "demo", "--json"], env=env, cwd=workdir, check=True,
+                                         capture_output=True, timeout=120).stdout)
+        match = next(m for m in demo["matches"] if m["round"] == 1)
+        player = next(p for p in demo["players"] if p["id"] == match["participant1_id"])
+        port = free_port()
+        log = workdir / f"matchcast-{stack}-{port}.log"
+        with open(log, "wb") as out:
+            command = [MATCHCAST, "serve", "--host", "127.0.0.1", "--port", str(port)]
+            if not gc_tuning:
+                command = [sys.executable, "-m", "bench.untuned", str(port)]
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH", ""), str(ROOT)]))
+            process = subprocess.Popen(command, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
+                                       preexec_fn=pinned(cpus))
+        try:
+            wait_until_up(process, port, log, health=True)
+            post_json(f"http://127.0.0.1:{port}/api/matches/{match['id']}/start", demo["organizer"]["token"], {})
+            yield Target(f"matchcast {stack}", process.pid, port, match["id"], secret, player["token"], log)
+        finally:
+            stop(process)
+
+
+@contextmanager
+def baseline(workdir: Path, cpus: list[int] | None, gc_tuning: bool = True) -> Iterator[Target]:
+    port = free_port()
+    log = workdir / f"baseline-{port}.log"
+    command = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
+    if not gc_tuning:
+        command.append("--no-gc-tuning")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                   preexec_fn=pinned(cpus))
+    try:
+        wait_until_up(process, port, log, health=False)
+        yield Target("baseline", process.pid, port, 1, None, "baseline", log)
+    finally:
+        stop(process)

@@ -1,0 +1,53 @@
+"""Every benchmark scenario at tiny sizes, on both stacks, so `bench/` never rots. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import run
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("bench")
+    run.main(["--smoke", "--out", str(out)])
+    assert (out / "plot.png").stat().st_size > 0
+    return json.loads((out / "latest.json").read_text())
+
+
+def test_every_stack_ran_every_scenario(results: dict) -> None:
+    assert set(results["stacks"]) == {"memory-sqlite", "redis-postgres"}
+    for stack in results["stacks"].values():
+        assert {"idle", "update_cost", "fanout", "stream"} <= set(stack)
+    assert results["baseline_idle"]
+
+
+def test_fanout_delivers_every_frame_to_matchcast_and_baseline(results: dict) -> None:
+    for stack in results["stacks"].values():
+        for server in ("matchcast", "baseline"):
+            for row in stack["fanout"][server]:
+                assert row["delivery"] == 1.0, (server, row)
+                assert row["duplicates"] == 0 and row["closed_by_server"] == 0
+                assert row["participant_errors"] == []
+        assert [r["spectators"] for r in stack["fanout"]["ratio"]] == run.SMOKE.fanout
+
+
+def test_stream_ends_on_the_last_value_everywhere(results: dict) -> None:
+    for stack in results["stacks"].values():
+        stream = stack["stream"]
+        assert stream["last_value_intact"] == stream["spectators"] == run.SMOKE.fanout[0]
+        assert stream["frames_per_window_min"] > 0
+
+
+def test_idle_reports_memory_per_socket(results: dict) -> None:
+    for stack in results["stacks"].values():
+        assert [r["sockets"] for r in stack["idle"]] == run.SMOKE.idle
+        assert all(r["rss_kb"] > 0 for r in stack["idle"])
+
+
+def test_targets_are_evaluated(results: dict) -> None:
+    names = {t["target"] for t in results["targets"]}
+    assert any("p99" in name for name in names) and any("KB per idle socket" in name for name in names)
+

@@ -1,0 +1,53 @@
+"""The GC tuning the benchmarks motivated (src/matchcast/realtime/gc_tuning.py): what it freezes, when."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from matchcast.realtime.gc_tuning import GcTuner
+
+
+@pytest.fixture(autouse=True)
+def thawed() -> Iterator[None]:
+    yield
+    gc.unfreeze()  # leave the test process's collector as it was
+
+
+async def test_start_freezes_what_exists_and_stop_unhooks() -> None:
+    tuner = GcTuner(lambda: 0)
+    tuner.start()
+    assert gc.get_freeze_count() > 0 and tuner.freezes == 1
+    assert tuner._observe in gc.callbacks
+    tuner.stop()
+    assert tuner._observe not in gc.callbacks
+
+
+async def test_a_slow_full_collection_freezes_its_survivors() -> None:
+    tuner = GcTuner(lambda: 0, slow=0.0)  # every full collection counts as slow
+    tuner.start()
+    try:
+        survivors = [[n] for n in range(10_000)]  # long-lived containers, as a burst of sockets leaves
+        gc.collect()
+        await asyncio.sleep(0)  # the freeze is scheduled on the loop, not run inside the collector
+        assert tuner.freezes == 2 and tuner.full_collections >= 1
+        assert len(gc.get_objects(generation=2)) < len(survivors)
+    finally:
+        tuner.stop()
+
+
+async def test_a_reclaim_needs_departures_and_its_period() -> None:
+    open_sockets = [100]
+    tuner = GcTuner(lambda: open_sockets[0], reclaim_every=0.0)
+    tuner.start()
+    try:
+        tuner.check()
+        assert tuner.reclaims == 0  # nobody left: nothing frozen can have died
+        open_sockets[0] = 40
+        tuner.check()
+        assert tuner.reclaims == 1 and gc.get_freeze_count() > 0
+    finally:
+        tuner.stop()
