@@ -65,25 +65,18 @@ async def match_snapshot(db: Database, match_id: int) -> dict[str, Any]:
     return match_view(row, names, list(open_disputes))
 
 
+BRACKET_KEYS = ("id", "position", "status", "is_bye", "participant1", "participant2",
+                "participant1_score", "participant2_score", "winner_id")
+
+
 def bracket_view(rows: list[Any], names: dict[int, str]) -> dict[str, Any]:
     rounds = max((r.round for r in rows), default=0)
     columns: list[dict[str, Any]] = [
         {"round": n, "name": round_name(n, rounds), "matches": []} for n in range(1, rounds + 1)
     ]
     for row in sorted(rows, key=lambda r: (r.round, r.position)):
-        columns[row.round - 1]["matches"].append(
-            {
-                "id": row.id,
-                "position": row.position,
-                "status": row.status,
-                "is_bye": bool(row.is_bye),
-                "participant1": player(row.participant1_id, names),
-                "participant2": player(row.participant2_id, names),
-                "participant1_score": row.participant1_score,
-                "participant2_score": row.participant2_score,
-                "winner_id": row.winner_id,
-            }
-        )
+        view = match_view(row, names)
+        columns[row.round - 1]["matches"].append({key: view[key] for key in BRACKET_KEYS})
     return {"rounds": columns}
 
 
