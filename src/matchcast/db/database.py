@@ -14,15 +14,19 @@ from typing import Any
 import aiosqlite
 import asyncpg
 import databases
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from databases.backends.sqlite import SQLitePool
 from databases.core import DatabaseURL
 
+from matchcast.db.compiled import CompiledCache
+
 log = logging.getLogger("matchcast.db")
 # What each driver raises when an insert breaks a unique constraint (databases passes them through).
 UNIQUE_VIOLATIONS = (sqlite3.IntegrityError, asyncpg.UniqueViolationError)
 MIGRATIONS = Path(__file__).parent / "migrations"
+BEGIN_IMMEDIATE, COMMIT, ROLLBACK = sa.text("BEGIN IMMEDIATE"), sa.text("COMMIT"), sa.text("ROLLBACK")
 
 
 def utcnow() -> datetime:
@@ -79,7 +83,8 @@ def _reusable(connection: aiosqlite.Connection) -> bool:
 
 
 class Database(databases.Database):
-    """`databases.Database` plus `write()`, the one way services open a write transaction."""
+    """`databases.Database` plus `write()`, the one way services open a write transaction, and
+    compiled SQL reused across executions (db/compiled.py)."""
 
     def __init__(self, url: str) -> None:
         self.is_sqlite = url.startswith("sqlite")
@@ -87,6 +92,7 @@ class Database(databases.Database):
         # instead of failing.
         super().__init__(url, **({"timeout": 30} if self.is_sqlite else {"min_size": 1, "max_size": 10}))
         self._write_lock: asyncio.Lock | None = None
+        self.compiled = CompiledCache()
         if self.is_sqlite:  # databases 0.9 has no option for this: its backend's pool is replaced
             backend = self._backend
             backend._pool = ReusingSQLitePool(backend._database_url, **backend._options)
@@ -100,6 +106,18 @@ class Database(databases.Database):
         await super().disconnect()
         if self.is_sqlite:
             await self._backend._pool.close()  # the kept connections and their threads
+
+    async def fetch_all(self, query: Any, values: dict[str, Any] | None = None) -> list[Any]:
+        return await super().fetch_all(self.compiled.prepare(query) if values is None else query, values)
+
+    async def fetch_one(self, query: Any, values: dict[str, Any] | None = None) -> Any:
+        return await super().fetch_one(self.compiled.prepare(query) if values is None else query, values)
+
+    async def fetch_val(self, query: Any, values: dict[str, Any] | None = None, column: Any = 0) -> Any:
+        return await super().fetch_val(self.compiled.prepare(query) if values is None else query, values, column)
+
+    async def execute(self, query: Any, values: dict[str, Any] | None = None) -> Any:
+        return await super().execute(self.compiled.prepare(query) if values is None else query, values)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[None]:
@@ -118,13 +136,13 @@ class Database(databases.Database):
         if self._write_lock is None:
             self._write_lock = asyncio.Lock()
         async with self._write_lock, self.connection() as connection:
-            await connection.execute("BEGIN IMMEDIATE")
+            await connection.execute(self.compiled.prepare(BEGIN_IMMEDIATE))
             try:
                 yield
             except BaseException:
-                await connection.execute("ROLLBACK")
+                await connection.execute(self.compiled.prepare(ROLLBACK))
                 raise
-            await connection.execute("COMMIT")
+            await connection.execute(self.compiled.prepare(COMMIT))
 
 @asynccontextmanager
 async def connected(url: str) -> AsyncIterator[Database]:

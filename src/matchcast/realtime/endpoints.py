@@ -223,11 +223,8 @@ class MatchEndpoint(RoomEndpoint):
         return match_room(self.room_id)
 
     async def resolve_role(self, db: Database) -> str | None:
-        match = await db.fetch_one(matches.matches.select().where(matches.matches.c.id == self.room_id))
-        if match is None:
-            return None
-        tournament = await matches.tournament_of(db, match)
-        return match_role(self.actor, match, tournament.organizer_id)
+        match = await db.fetch_one(matches.with_organizer().where(matches.matches.c.id == self.room_id))
+        return None if match is None else match_role(self.actor, match, match.organizer_id)
 
     def snapshot_of(self, db: Database) -> Any:
         return lambda: snapshots.match_snapshot(db, self.room_id)

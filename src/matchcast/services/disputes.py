@@ -10,7 +10,7 @@ from matchcast.db.tables import disputes
 from matchcast.protocol import MAX_REASON_CHARS, is_int, is_utf8
 from matchcast.services import events
 from matchcast.services.actors import Actor, require_organizer
-from matchcast.services.matches import locked_match, tournament_of
+from matchcast.services.matches import locked_match
 from matchcast.services.publisher import Publisher
 
 
@@ -47,7 +47,7 @@ async def resolve_dispute(
         if dispute is None:
             raise errors.not_found(f"dispute {dispute_id} does not exist")
         match = await locked_match(db, dispute.match_id)
-        require_organizer(actor, await tournament_of(db, match))
+        require_organizer(actor, match)
         if dispute.status != "open":
             raise errors.invalid_state(f"dispute {dispute.id} is already resolved")
         await db.execute(disputes.update().where(disputes.c.id == dispute.id).values(

@@ -23,10 +23,16 @@ from matchcast.services.users import usernames
 SCHEDULED, LIVE, COMPLETED, CANCELLED = "scheduled", "live", "completed", "cancelled"
 
 
+def with_organizer() -> sa.Select[Any]:
+    """A match row plus its tournament's `organizer_id`: what every permission check needs, in one query."""
+    return sa.select(matches, tournaments.c.organizer_id).join(tournaments, tournaments.c.id == matches.c.tournament_id)
+
+
 async def locked_match(db: Database, match_id: Any) -> Any:
+    """The match (with `organizer_id`), its row locked until the transaction ends."""
     if not is_int(match_id):
         raise errors.invalid("match id must be an integer")
-    row = await db.fetch_one(matches.select().where(matches.c.id == match_id).with_for_update())
+    row = await db.fetch_one(with_organizer().where(matches.c.id == match_id).with_for_update(of=matches))
     if row is None:
         raise errors.not_found(f"match {match_id} does not exist")
     return row
@@ -34,10 +40,6 @@ async def locked_match(db: Database, match_id: Any) -> Any:
 
 async def reload(db: Database, match_id: int) -> Any:
     return await db.fetch_one(matches.select().where(matches.c.id == match_id))
-
-
-async def tournament_of(db: Database, match: Any) -> Any:
-    return await db.fetch_one(tournaments.select().where(tournaments.c.id == match.tournament_id))
 
 
 def validate_score(name: str, value: Any) -> int:
@@ -49,7 +51,7 @@ def validate_score(name: str, value: Any) -> int:
 async def start_match(db: Database, publisher: Publisher, actor: Actor | None, match_id: Any) -> Any:
     async with db.write():
         match = await locked_match(db, match_id)
-        require_organizer(actor, await tournament_of(db, match))
+        require_organizer(actor, match)
         if match.status != SCHEDULED:
             raise errors.invalid_state(f"match {match.id} is {match.status}; only a scheduled match can start")
         if match.participant1_id is None or match.participant2_id is None:
@@ -74,10 +76,9 @@ async def update_score(
     score2 = validate_score("participant2_score", score2)
     async with db.write():
         match = await locked_match(db, match_id)
-        tournament = await tournament_of(db, match)
         if organizer_only:
-            require_organizer(actor, tournament)
-        elif match_role(actor, match, tournament.organizer_id) == SPECTATOR:
+            require_organizer(actor, match)
+        elif match_role(actor, match, match.organizer_id) == SPECTATOR:
             raise errors.forbidden("only the match's participants or the organizer may report scores")
         if match.status != LIVE:
             raise errors.invalid_state(f"match {match.id} is {match.status}; scores can change only while it is live")
@@ -104,7 +105,7 @@ async def complete_match(
 ) -> Any:
     async with db.write():
         match = await locked_match(db, match_id)
-        require_organizer(actor, await tournament_of(db, match))
+        require_organizer(actor, match)
         if match.status != LIVE:
             raise errors.invalid_state(f"match {match.id} is {match.status}; only a live match can be completed")
         winner = decide_winner(match, winner_id)
@@ -122,7 +123,7 @@ async def cancel_match(db: Database, publisher: Publisher, actor: Actor | None, 
     """Call a match off. Nobody advances from it; the organizer decides what happens next."""
     async with db.write():
         match = await locked_match(db, match_id)
-        require_organizer(actor, await tournament_of(db, match))
+        require_organizer(actor, match)
         if match.status not in (SCHEDULED, LIVE):
             raise errors.invalid_state(
                 f"match {match.id} is {match.status}; only a scheduled or live match can be cancelled")

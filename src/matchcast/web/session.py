@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
 
 from matchcast.services.actors import Actor, load_actor
 from matchcast.settings import Settings
@@ -16,10 +17,24 @@ USER_KEY = "user_id"
 FLASH_KEY = "flashes"
 
 
+class PageSessions(SessionMiddleware):
+    """Sessions for HTTP requests only.
+
+    WebSockets authenticate with a token and never read the session, yet SessionMiddleware would
+    decode the cookie of every socket and run each frame sent through a wrapper of its own.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def middleware(settings: Settings) -> list[Middleware]:
     # The cookie is signed, not encrypted: it holds only ids and random values, never a secret
     # the user may not see. SameSite=lax keeps it off cross-site POSTs; CSRF tokens do the rest.
-    return [Middleware(SessionMiddleware, secret_key=settings.session_secret, session_cookie=COOKIE,
+    return [Middleware(PageSessions, secret_key=settings.session_secret, session_cookie=COOKIE,
                        max_age=MAX_AGE, same_site="lax")]
 
 

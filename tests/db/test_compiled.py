@@ -1,0 +1,73 @@
+"""Reused compilations answer with each statement's own values, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from matchcast.db.compiled import CompiledCache
+from matchcast.db.database import Database, utcnow
+from matchcast.db.tables import room_counters, users
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def add_users(db: Database, count: int) -> list[int]:
+    ids = []
+    for i in range(count):
+        query = users.insert().values(username=f"u{i}", password_hash="x", is_staff=i % 2 == 0, created_at=utcnow())
+        ids.append(int(await db.fetch_val(query.returning(users.c.id))))
+    return ids
+
+
+async def test_statements_of_one_shape_compile_once_and_keep_their_own_values(db: Database) -> None:
+    ids = await add_users(db, 5)
+    misses = db.compiled.misses
+    for i, user_id in enumerate(ids):
+        row = await db.fetch_one(sa.select(users.c.username, users.c.is_staff).where(users.c.id == user_id))
+        assert (row.username, row.is_staff) == (f"u{i}", i % 2 == 0)  # typed: a bool, not 0/1
+    assert db.compiled.misses == misses + 1
+    assert db.compiled.hits >= 4
+
+
+async def test_updates_and_returning_reuse_with_their_own_values(db: Database) -> None:
+    ids = await add_users(db, 3)
+    for n, user_id in enumerate(ids):
+        query = users.update().where(users.c.id == user_id).values(username=f"renamed{n}").returning(users.c.username)
+        assert await db.fetch_val(query) == f"renamed{n}"
+    names = await db.fetch_all(sa.select(users.c.username).order_by(users.c.id))
+    assert [r.username for r in names] == ["renamed0", "renamed1", "renamed2"]
+
+
+async def test_in_lists_of_any_length_are_right(db: Database) -> None:
+    ids = await add_users(db, 4)
+    for chosen in (ids[:1], ids[:3], ids[1:], []):
+        rows = await db.fetch_all(sa.select(users.c.id).where(users.c.id.in_(chosen)).order_by(users.c.id))
+        assert [r.id for r in rows] == chosen
+
+
+async def test_multi_row_values_are_compiled_each_time(db: Database) -> None:
+    for count in (1, 3, 2):
+        rows = [{"room": f"r{count}-{i}", "last_id": i} for i in range(count)]
+        await db.execute(room_counters.insert().values(rows))
+    assert await db.fetch_val(sa.select(sa.func.count()).select_from(room_counters)) == 6
+
+
+async def test_limits_and_texts_keep_their_values(db: Database) -> None:
+    await add_users(db, 5)
+    for limit in (1, 4, 2):
+        assert len(await db.fetch_all(sa.select(users.c.id).limit(limit))) == limit
+    for name in ("u1", "u3"):
+        query = sa.text("SELECT username FROM users WHERE username = :name").bindparams(name=name)
+        assert await db.fetch_val(query) == name
+
+
+def test_the_cache_is_bounded() -> None:
+    from sqlalchemy.dialects import sqlite
+
+    cache = CompiledCache(max_shapes=3)
+    dialect = sqlite.dialect()
+    for column in ("id", "username", "is_staff", "created_at", "password_hash"):
+        query = sa.select(users.c[column]).where(users.c.id == 1)
+        cache.prepare(query).compile(dialect=dialect, compile_kwargs={})
+    assert len(cache._compiled) == 3
