@@ -71,3 +71,17 @@ def test_the_cache_is_bounded() -> None:
         query = sa.select(users.c[column]).where(users.c.id == 1)
         cache.prepare(query).compile(dialect=dialect, compile_kwargs={})
     assert len(cache._compiled) == 3
+
+
+async def test_prepared_statements_run_with_the_values_of_each_call(db: Database) -> None:
+    from matchcast.db.compiled import Prepared
+
+    ids = await add_users(db, 3)
+    by_id = Prepared(sa.select(users.c.username, users.c.created_at).where(users.c.id == sa.bindparam("user_id")))
+    for i, user_id in enumerate(ids):
+        row = await db.fetch_one(by_id(user_id=user_id))
+        assert row.username == f"u{i}"
+        assert row.created_at.year >= 2026  # typed: a datetime on SQLite too
+    assert await db.fetch_one(by_id(user_id=-1)) is None
+    with pytest.raises(sa.exc.InvalidRequestError, match="user_id"):  # a forgotten value is an error, not NULL
+        await db.fetch_one(by_id())

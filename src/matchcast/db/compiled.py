@@ -7,6 +7,9 @@ key); a statement whose shape was compiled before reuses that compilation with i
 
 Statements SQLAlchemy calls uncacheable (multi-row VALUES, for one) and those whose compiled
 text depends on their values (IN lists expanded at compile time) are compiled every time.
+
+The few statements of the hot path (a score update) go further: `Prepared` builds them once,
+with named parameters, so a call builds no statement and no cache key either.
 """
 
 from __future__ import annotations
@@ -89,3 +92,46 @@ class _WithValues:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._compiled, name)
+
+
+class Prepared:
+    """A statement built once with named parameters (`sa.bindparam`); run it with its values:
+    `await db.fetch_one(STATEMENT(match_id=3))`. Compiled once per kind of database."""
+
+    __slots__ = ("statement", "_compiled")
+
+    def __init__(self, statement: ClauseElement) -> None:
+        self.statement = statement
+        self._compiled: dict[tuple[str, str], Any] = {}
+
+    def __call__(self, **values: Any) -> _Bound:
+        return _Bound(self, values)
+
+    def compiled(self, dialect: Any, compile_kwargs: dict[str, Any]) -> Any:
+        key = (dialect.name, dialect.paramstyle)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compiled[key] = self.statement.compile(dialect=dialect, compile_kwargs=compile_kwargs)
+        return compiled
+
+
+class _Bound:
+    """A Prepared statement with its values, as `databases` gets it: it only calls compile()."""
+
+    __slots__ = ("prepared", "values")
+
+    def __init__(self, prepared: Prepared, values: dict[str, Any]) -> None:
+        self.prepared = prepared
+        self.values = values
+
+    def compile(self, dialect: Any = None, compile_kwargs: dict[str, Any] | None = None, **_: Any) -> Any:
+        return _WithNamedValues(self.prepared.compiled(dialect, compile_kwargs or {}), self.values)
+
+
+class _WithNamedValues(_WithValues):
+    def construct_params(self, *args: Any, **kwargs: Any) -> Any:
+        return self._compiled.construct_params(self._values, *args, **kwargs)
+
+    @property
+    def params(self) -> Any:  # checked: a value left out is an error, never a NULL
+        return self.construct_params()

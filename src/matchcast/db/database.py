@@ -20,13 +20,13 @@ from alembic.config import Config
 from databases.backends.sqlite import SQLitePool
 from databases.core import DatabaseURL
 
-from matchcast.db.compiled import CompiledCache
+from matchcast.db.compiled import CompiledCache, Prepared
 
 log = logging.getLogger("matchcast.db")
 # What each driver raises when an insert breaks a unique constraint (databases passes them through).
 UNIQUE_VIOLATIONS = (sqlite3.IntegrityError, asyncpg.UniqueViolationError)
 MIGRATIONS = Path(__file__).parent / "migrations"
-BEGIN_IMMEDIATE, COMMIT, ROLLBACK = sa.text("BEGIN IMMEDIATE"), sa.text("COMMIT"), sa.text("ROLLBACK")
+BEGIN_IMMEDIATE, COMMIT, ROLLBACK = (Prepared(sa.text(sql)) for sql in ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"))
 
 
 def utcnow() -> datetime:
@@ -133,16 +133,31 @@ class Database(databases.Database):
             async with self.transaction():
                 yield
             return
-        if self._write_lock is None:
-            self._write_lock = asyncio.Lock()
-        async with self._write_lock, self.connection() as connection:
-            await connection.execute(self.compiled.prepare(BEGIN_IMMEDIATE))
+        async with self._process_write_lock(), self.connection() as connection:
+            await connection.execute(BEGIN_IMMEDIATE())
             try:
                 yield
             except BaseException:
-                await connection.execute(self.compiled.prepare(ROLLBACK))
+                await connection.execute(ROLLBACK())
                 raise
-            await connection.execute(self.compiled.prepare(COMMIT))
+            await connection.execute(COMMIT())
+
+    async def write_one(self, query: Any) -> Any:
+        """Run one writing statement and return its first row (UPDATE ... RETURNING).
+
+        One statement is atomic by itself: no transaction around it. On SQLite it still queues
+        on this process's write lock, because meeting another writer inside SQLite means its
+        busy handler, which sleeps in steps of up to 100 ms.
+        """
+        if not self.is_sqlite:
+            return await self.fetch_one(query)
+        async with self._process_write_lock():
+            return await self.fetch_one(query)
+
+    def _process_write_lock(self) -> asyncio.Lock:
+        if self._write_lock is None:  # created on first use: it belongs to the running event loop
+            self._write_lock = asyncio.Lock()
+        return self._write_lock
 
 @asynccontextmanager
 async def connected(url: str) -> AsyncIterator[Database]:

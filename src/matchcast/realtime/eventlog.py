@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from matchcast.db.compiled import Prepared
 from matchcast.db.database import Database, utcnow
 from matchcast.db.tables import events, room_counters
 from matchcast.protocol import Event, encode, encode_event
@@ -58,7 +59,8 @@ async def store(db: Database, batch: Sequence[Event], refresh: Refresh | None = 
                              "created_at": now})
                 stored.append(StoredEvent(room, event_id, event.type, encode_event(event.type, event_id, data_json)))
         if rows:
-            await db.execute(_insert(events, ("room", "id", "type", "payload", "created_at"), len(rows), rows))
+            query = _insert(events, ("room", "id", "type", "payload", "created_at"), len(rows))
+            await db.execute(query(**_values(rows)))
     return stored
 
 
@@ -68,32 +70,32 @@ async def _advance_counters(db: Database, counts: Counter[str]) -> dict[str, int
     The rows go in sorted room order, the order in which PostgreSQL locks them.
     """
     rows = [{"room": room, "last_id": counts[room]} for room in sorted(counts)]
-    query = _insert(room_counters, ("room", "last_id"), len(rows), rows, ADD_TO_COUNTER).columns(
-        room_counters.c.room, room_counters.c.last_id)
-    return {row.room: int(row.last_id) for row in await db.fetch_all(query)}
+    query = _insert(room_counters, ("room", "last_id"), len(rows), ADD_TO_COUNTER, returning=True)
+    return {row.room: int(row.last_id) for row in await db.fetch_all(query(**_values(rows)))}
 
 
 # The same in SQLite (3.35 and later) and PostgreSQL.
-ADD_TO_COUNTER = (" ON CONFLICT (room) DO UPDATE SET last_id = room_counters.last_id + excluded.last_id"
-                  " RETURNING room, last_id")
+ADD_TO_COUNTER = " ON CONFLICT (room) DO UPDATE SET last_id = room_counters.last_id + excluded.last_id"
 
 
-def _insert(table: sa.Table, columns: tuple[str, ...], count: int, rows: list[dict[str, Any]],
-            tail: str = "") -> sa.TextClause:
-    """A multi-row INSERT as text with typed parameters, holding `rows`.
-
-    SQLAlchemy never reuses the compilation of a multi-row VALUES clause (db/compiled.py); of a
-    text it does, and compiling these two statements was a tenth of a score update's CPU.
-    """
-    values = {f"{column}_{i}": row[column] for i, row in enumerate(rows) for column in columns}
-    return _insert_text(table, columns, count, tail).bindparams(**values)
+def _values(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {f"{column}_{i}": value for i, row in enumerate(rows) for column, value in row.items()}
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_text(table: sa.Table, columns: tuple[str, ...], count: int, tail: str) -> sa.TextClause:
+def _insert(table: sa.Table, columns: tuple[str, ...], count: int, tail: str = "", returning: bool = False) -> Prepared:
+    """A multi-row INSERT of `count` rows as text with typed parameters (`column_i`), plus `tail`;
+    with `returning`, it returns `columns` (typed).
+
+    SQLAlchemy never reuses the compilation of a multi-row VALUES clause (db/compiled.py); this
+    is compiled once per row count.
+    """
     rows = ", ".join("(" + ", ".join(f":{column}_{i}" for column in columns) + ")" for i in range(count))
     binds = [sa.bindparam(f"{column}_{i}", type_=table.c[column].type) for i in range(count) for column in columns]
-    return sa.text(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {rows}{tail}").bindparams(*binds)
+    listed = ", ".join(columns)
+    sql = f"INSERT INTO {table.name} ({listed}) VALUES {rows}{tail}" + (f" RETURNING {listed}" if returning else "")
+    text = sa.text(sql).bindparams(*binds)
+    return Prepared(text.columns(*(table.c[column] for column in columns)) if returning else text)
 
 
 async def last_id(db: Database, room: str) -> int:

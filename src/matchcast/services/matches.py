@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from matchcast import errors
+from matchcast.db.compiled import Prepared
 from matchcast.db.database import Database, utcnow
 from matchcast.db.tables import matches, tournaments
 from matchcast.protocol import MAX_SCORE, SPECTATOR, Event, is_int
@@ -38,8 +39,11 @@ async def locked_match(db: Database, match_id: Any) -> Any:
     return row
 
 
+RELOAD = Prepared(matches.select().where(matches.c.id == sa.bindparam("match_id", type_=sa.Integer)))
+
+
 async def reload(db: Database, match_id: int) -> Any:
-    return await db.fetch_one(matches.select().where(matches.c.id == match_id))
+    return await db.fetch_one(RELOAD(match_id=match_id))
 
 
 def validate_score(name: str, value: Any) -> int:
@@ -71,22 +75,67 @@ async def update_score(
     """Store a score at once (sequence + 1); the publisher may coalesce the broadcast.
 
     Participants report over WebSocket; `organizer_only` is for the organizer API.
+
+    The hot path of the service, so it is one statement: an UPDATE whose WHERE holds every
+    check (live, and the actor allowed), atomic on both databases. Only when it changes nothing
+    does a second query find out why, to refuse with the right error.
     """
     score1 = validate_score("participant1_score", score1)
     score2 = validate_score("participant2_score", score2)
-    async with db.write():
-        match = await locked_match(db, match_id)
-        if organizer_only:
-            require_organizer(actor, match)
-        elif match_role(actor, match, match.organizer_id) == SPECTATOR:
-            raise errors.forbidden("only the match's participants or the organizer may report scores")
-        if match.status != LIVE:
-            raise errors.invalid_state(f"match {match.id} is {match.status}; scores can change only while it is live")
-        match = await db.fetch_one(matches.update().where(matches.c.id == match.id).values(
-            participant1_score=score1, participant2_score=score2,
-            sequence=matches.c.sequence + 1, updated_at=utcnow()).returning(*matches.c))
-    await publisher.publish([events.score_updated(match)])
-    return match
+    if not is_int(match_id):
+        raise errors.invalid("match id must be an integer")
+    statement = _score_statement(actor, organizer_only)
+    for _ in range(2):  # a refusal that no longer holds (the match just went live) is retried once
+        match = None if statement is None else await db.write_one(statement(
+            match_id=match_id, user_id=actor.user_id if actor else None, score1=score1, score2=score2, now=utcnow()))
+        if match is not None:
+            await publisher.publish([events.score_updated(match)])
+            return match
+        await _refuse_score(db, actor, match_id, organizer_only)
+    raise errors.invalid_state(f"match {match_id} changed while the score was being stored; send it again")
+
+
+def _score_update(who: Any) -> Prepared:
+    """The score UPDATE for a match that is live and that `who` (a WHERE clause) may score."""
+    return Prepared(matches.update().where(
+        matches.c.id == sa.bindparam("match_id", type_=sa.Integer), matches.c.status == LIVE, who
+    ).values(
+        participant1_score=sa.bindparam("score1", type_=sa.Integer),
+        participant2_score=sa.bindparam("score2", type_=sa.Integer),
+        sequence=matches.c.sequence + 1,
+        updated_at=sa.bindparam("now", type_=matches.c.updated_at.type),
+    ).returning(*matches.c))
+
+
+_ORGANIZER = sa.exists().where(tournaments.c.id == matches.c.tournament_id,
+                               tournaments.c.organizer_id == sa.bindparam("user_id", type_=sa.Integer))
+_PLAYER = sa.or_(matches.c.participant1_id == sa.bindparam("user_id", type_=sa.Integer),
+                 matches.c.participant2_id == sa.bindparam("user_id", type_=sa.Integer))
+SCORE_BY_STAFF = _score_update(sa.true())
+SCORE_BY_ORGANIZER = _score_update(_ORGANIZER)
+SCORE_BY_PLAYER_OR_ORGANIZER = _score_update(sa.or_(_PLAYER, _ORGANIZER))
+
+
+def _score_statement(actor: Actor | None, organizer_only: bool) -> Prepared | None:
+    """Which score UPDATE `actor` runs; None: nobody without an actor may score."""
+    if actor is None:
+        return None
+    if actor.is_staff:
+        return SCORE_BY_STAFF
+    return SCORE_BY_ORGANIZER if organizer_only else SCORE_BY_PLAYER_OR_ORGANIZER
+
+
+async def _refuse_score(db: Database, actor: Actor | None, match_id: int, organizer_only: bool) -> None:
+    """Raise what stopped a score update; return if nothing does any more."""
+    match = await db.fetch_one(with_organizer().where(matches.c.id == match_id))
+    if match is None:
+        raise errors.not_found(f"match {match_id} does not exist")
+    if organizer_only:
+        require_organizer(actor, match)
+    elif match_role(actor, match, match.organizer_id) == SPECTATOR:
+        raise errors.forbidden("only the match's participants or the organizer may report scores")
+    if match.status != LIVE:
+        raise errors.invalid_state(f"match {match.id} is {match.status}; scores can change only while it is live")
 
 
 def decide_winner(match: Any, winner_id: Any) -> int:
