@@ -22,6 +22,7 @@ from typing import Any
 from matchcast.db.database import Database
 from matchcast.protocol import (
     BRACKET_UPDATED,
+    MATCH_CANCELLED,
     MATCH_COMPLETED,
     SCORE_UPDATED,
     WS_1012_SERVICE_RESTART,
@@ -72,6 +73,7 @@ class Hub:
         self.rooms: dict[str, Room] = {}
         self.batcher = ScoreBatcher(settings.score_batch_window_ms, self.publish_now)
         self._publish_lock = asyncio.Lock()
+        self._stored_scores: dict[int, int] = {}  # match id -> the newest score sequence this process stored
         self._heartbeat: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
         metrics.watch_connections(self._connection_counts)
@@ -116,13 +118,38 @@ class Hub:
     async def publish_now(self, events: Sequence[Event]) -> None:
         # One publisher at a time in this process, so the broker sees each room's ids in order.
         async with self._publish_lock:
-            stored = await eventlog.store(self.db, events, self._fresh)
+            events = [event for event in events if not self._stored_already(event)]
+            if not events:
+                return
+            refreshed: list[Event] = []
+
+            async def fresh(event: Event) -> Event:
+                refreshed.append(await self._fresh(event))
+                return refreshed[-1]
+
+            stored = await eventlog.store(self.db, events, fresh)
+            self._remember(refreshed)
             for event in stored:
                 try:
                     await self.broker.publish(event.room, event.id, event.frame)
                 except Exception:
                     # Stored all the same: the next event's gap fill or a resume delivers it.
                     log.exception("broadcast of %s %d failed", event.room, event.id)
+
+    def _stored_already(self, event: Event) -> bool:
+        """A score this process stored already, or an older one: a window's pending score can be
+        overtaken while it waits for the lock by another send rebuilt to the newest (`_fresh`)."""
+        if event.type != SCORE_UPDATED:
+            return False
+        return bool(event.data["sequence"] <= self._stored_scores.get(int(event.data["match_id"]), 0))
+
+    def _remember(self, stored: Sequence[Event]) -> None:
+        for event in stored:
+            if event.type == SCORE_UPDATED:
+                match_id = int(event.data["match_id"])
+                self._stored_scores[match_id] = max(self._stored_scores.get(match_id, 0), event.data["sequence"])
+            elif event.type in (MATCH_COMPLETED, MATCH_CANCELLED):
+                self._stored_scores.pop(int(event.data["match_id"]), None)  # no score follows
 
     async def _fresh(self, event: Event) -> Event:
         """Under the lock of its rooms, rebuild what concurrent actions may have made stale.

@@ -1,0 +1,66 @@
+"""The log's scores of a match never repeat or go back, however the batcher's sends interleave.
+
+Driven at the hub, on a real database (SQLite and PostgreSQL) and the memory broker, so the
+interleaving is exact instead of left to timing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from matchcast.db.database import Database
+from matchcast.protocol import SCORE_UPDATED, match_room
+from matchcast.realtime import eventlog
+from matchcast.realtime.broker import Broker
+from matchcast.realtime.hub import Hub
+from matchcast.realtime.metrics import Metrics
+from matchcast.services import events, matches
+from tests.support.factories import Factory
+from tests.support.server import test_settings as settings_for_tests
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+async def hub(db: Database) -> AsyncIterator[Hub]:
+    broker = Broker("memory://")
+    await broker.connect()
+    try:
+        yield Hub(settings_for_tests(), db, broker, Metrics())
+    finally:
+        await broker.disconnect()
+
+
+async def logged_sequences(db: Database, match_id: int) -> list[int]:
+    stored = await eventlog.read_after(db, match_room(match_id), 0, 100)
+    return [json.loads(e.frame)["data"]["sequence"] for e in stored if e.type == SCORE_UPDATED]
+
+
+async def test_a_send_overtaken_by_a_rebuilt_one_is_not_stored_again(
+    db: Database, factory: Factory, hub: Hub
+) -> None:
+    t, match = await factory.live_match()
+    player = t.players[0]
+    # The window's send of score 1 waits for the lock while score 2 is committed and pending:
+    first = await matches.update_score(db, factory.publisher, player, match.id, 1, 0)
+    second = await matches.update_score(db, factory.publisher, player, match.id, 2, 0)
+    await hub.publish_now([events.score_updated(first)])  # rebuilt to score 2, the newest stored
+    await hub.publish_now([events.score_updated(second)])  # then the pending 2: already in the log
+    await hub.publish_now([events.score_updated(first)])  # and an old one: never goes back
+    assert await logged_sequences(db, match.id) == [second.sequence]
+
+    third = await matches.update_score(db, factory.publisher, player, match.id, 3, 0)
+    await hub.publish_now([events.score_updated(third)])
+    assert await logged_sequences(db, match.id) == [second.sequence, third.sequence]
+
+
+async def test_the_memory_of_stored_scores_ends_with_the_match(db: Database, factory: Factory, hub: Hub) -> None:
+    t, match = await factory.live_match()
+    scored = await matches.update_score(db, factory.publisher, t.organizer, match.id, 2, 1)
+    await hub.publish_now([events.score_updated(scored)])
+    assert match.id in hub._stored_scores
+    await matches.complete_match(db, hub, t.organizer, match.id)
+    assert match.id not in hub._stored_scores
