@@ -63,6 +63,15 @@ async def test_concurrent_subscribers_and_publishers_all_work(broker: Broker) ->
         assert sorted(received) == list(range(1, 11))
 
 
+async def test_a_subscription_is_in_place_when_subscribe_returns(broker: Broker) -> None:
+    # The first event of a room is published right after its first socket joins; a SUBSCRIBE
+    # still on its way to Redis would lose it for good (nothing later refills it).
+    for n in range(20):
+        async with broker.subscribe(f"fresh{n}") as subscription:
+            await broker.publish(f"fresh{n}", 1, '{"n":%d}' % n)
+            assert (await asyncio.wait_for(subscription.get(), PROMPTLY)).event_id == 1
+
+
 async def test_a_frame_too_large_for_the_broker_travels_as_its_id(broker: Broker) -> None:
     large = '{"type": "bracket_updated", "data": "' + "x" * 20000 + '"}'
     async with broker.subscribe("big") as subscription:

@@ -85,6 +85,10 @@ class RedisBackend(SupervisedBackend):
 
     FATAL = (RedisConnectionError, RedisTimeoutError, OSError)
 
+    def __init__(self, url: str, ping_interval: float = PING_INTERVAL, pong_timeout: float = PONG_TIMEOUT) -> None:
+        super().__init__(url, ping_interval, pong_timeout)
+        self._confirming: dict[str, list[asyncio.Future[None]]] = {}  # channel -> SUBSCRIBEs awaiting Redis
+
     async def connect(self) -> None:
         options: dict[str, Any] = {
             "socket_connect_timeout": CONNECT_TIMEOUT,
@@ -93,7 +97,7 @@ class RedisBackend(SupervisedBackend):
             "retry": Retry(NoBackoff(), 0),  # a failure is the Broker's to handle, now
         }
         self._client = aioredis.Redis.from_url(self.url, **options)
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = self._client.pubsub()  # subscribe confirmations wanted: see subscribe()
         try:
             await self._client.ping()  # type: ignore[misc]
             await self._pubsub.connect()
@@ -111,13 +115,40 @@ class RedisBackend(SupervisedBackend):
                 continue
 
     async def subscribe(self, channel: str) -> None:
-        await self._guarded(lambda: self._pubsub.subscribe(channel), (Exception,))
+        """Subscribe and wait for Redis to confirm it.
+
+        redis-py returns once SUBSCRIBE is sent. Until Redis has read it, a PUBLISH from another
+        connection (the first event after a room opens) can reach Redis first and go to nobody;
+        under load that window is long enough to lose an event no later one would bring back.
+        """
+        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._confirming.setdefault(channel, []).append(confirmed)
+        try:
+            await self._guarded(lambda: self._pubsub.subscribe(channel), (Exception,))
+            try:
+                await asyncio.wait_for(asyncio.shield(confirmed), OPERATION_TIMEOUT)
+            except TimeoutError as exc:
+                self.fail(exc)
+                raise ConnectionError(f"Redis did not confirm the subscription within {OPERATION_TIMEOUT:g}s") from exc
+        finally:
+            waiting = self._confirming.get(channel, [])
+            if confirmed in waiting:
+                waiting.remove(confirmed)
+            if not waiting:
+                self._confirming.pop(channel, None)
         self._channels.add(channel)
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
         if self.fault is None:
             await self._guarded(lambda: self._pubsub.unsubscribe(channel), (Exception,))
+
+    def fail(self, exc: BaseException) -> None:
+        super().fail(exc)
+        for waiting in self._confirming.values():  # no confirmation comes over a lost connection
+            for confirmed in waiting:
+                if not confirmed.done():
+                    confirmed.set_exception(ConnectionError(f"broker connection lost: {describe(exc)}"))
 
     async def publish(self, channel: str, message: Any) -> None:
         await self._guarded(lambda: self._client.publish(channel, message), self.FATAL)
@@ -139,6 +170,10 @@ class RedisBackend(SupervisedBackend):
                 heard = time.monotonic()
                 if message["type"] == "message":
                     self._queue.put_nowait(Event(message["channel"].decode(), message["data"].decode()))
+                elif message["type"] == "subscribe":  # confirms the oldest SUBSCRIBE of that channel
+                    waiting = [f for f in self._confirming.get(message["channel"].decode(), ()) if not f.done()]
+                    if waiting:
+                        waiting[0].set_result(None)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
