@@ -5,11 +5,12 @@ They never skip: without Chromium, launching fails and the tests fail (`make bro
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from tests.support.databases import sqlite_url
 from tests.support.server import RunningServer, running_server, test_settings
@@ -57,3 +58,16 @@ async def organizer(browser: Browser, server: RunningServer) -> AsyncIterator[Br
     context = await new_context(browser, server)
     yield context
     await context.close()
+
+
+async def wait_until_true(page: Page, expression: str, timeout_ms: int = TIMEOUT_MS) -> None:
+    """Poll `expression` in the page until it is true.
+
+    Not page.wait_for_function: once its first check fails it polls with eval, which the
+    pages' Content-Security-Policy (no 'unsafe-eval') refuses. page.evaluate is not subject to it.
+    """
+    async def check() -> None:
+        while not await page.evaluate(expression):
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(check(), timeout_ms / 1000)

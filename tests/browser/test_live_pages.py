@@ -11,7 +11,7 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 from matchcast.protocol import WS_1012_SERVICE_RESTART
 from matchcast.realtime.connection import CONTROL
 from matchcast.services import disputes, matches, tournaments
-from tests.browser.conftest import new_context
+from tests.browser.conftest import new_context, wait_until_true
 from tests.support.factories import PASSWORD
 from tests.support.server import RunningServer
 
@@ -85,7 +85,7 @@ async def test_a_dropped_spectator_reconnects_and_catches_up(
         conn.abort(WS_1012_SERVICE_RESTART)
     await matches.update_score(server.realtime.db, hub, t.organizer, match.id, 5, 4)  # while it is away
 
-    await page.wait_for_function("window.seenStates.includes('reconnecting')")
+    await wait_until_true(page, "window.seenStates.includes('reconnecting')")
     await expect(page.locator("#connection-state")).to_have_text("live")
     await expect(page.locator("#match .side-1 .score")).to_have_text("5")
     await expect(page.locator("#match .side-2 .score")).to_have_text("4")
@@ -180,7 +180,7 @@ async def test_stale_scores_are_ignored_and_an_id_jump_resumes(
     jump = {"type": "match_started", "id": 9, "data": {"match_id": match.id}}
     conn.offer(CONTROL, json.dumps(jump))
 
-    await page.wait_for_function("window.seenStates.includes('reconnecting')")
+    await wait_until_true(page, "window.seenStates.includes('reconnecting')")
     await expect(page.locator("#connection-state")).to_have_text("live")
     assert len(sockets) == 2 and "last_event_id=4" in sockets[1]  # resumed after the last event applied
     await expect(page.locator("#match .side-1 .score")).to_have_text("1")
