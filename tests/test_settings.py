@@ -44,6 +44,8 @@ def test_every_variable_is_parsed(tmp_path):
         GAP_FILL_WAIT_MS="0",
         MAX_REPLAY_EVENTS="10",
         CHANNEL_PREFIX="run_42",
+        LOGIN_RATE_LIMIT="5/300s",
+        SESSION_COOKIE_SECURE="yes",
     )
     assert settings.database_url == "postgresql://u@db.example/mc"
     assert settings.broadcast_url == "redis://127.0.0.1:6379" and settings.shared_broadcast
@@ -56,6 +58,7 @@ def test_every_variable_is_parsed(tmp_path):
     assert (settings.max_message_bytes, settings.max_pending, settings.event_retention) == (4096, 16, 60)
     assert (settings.gap_fill_wait_ms, settings.max_replay_events) == (0, 10)
     assert settings.channel_prefix == "run_42"
+    assert settings.login_rate_limit == RateLimit(5, 300.0) and settings.session_cookie_secure
 
 
 @pytest.mark.parametrize(
@@ -105,6 +108,9 @@ BAD_VALUES = [
     ("MAX_REPLAY_EVENTS", "0"),
     ("CHANNEL_PREFIX", "has-dash"),
     ("CHANNEL_PREFIX", "x" * 21),
+    ("LOGIN_RATE_LIMIT", "10 per minute"),
+    ("LOGIN_RATE_LIMIT", "0/60s"),
+    ("SESSION_COOKIE_SECURE", "maybe"),
 ]
 
 

@@ -28,6 +28,7 @@ from matchcast.realtime.hub import Hub
 from matchcast.realtime.metrics import Metrics
 from matchcast.settings import Settings
 from matchcast.web import api, organize, pages, session
+from matchcast.web.throttle import LoginThrottle
 
 log = logging.getLogger("matchcast.app")
 MAX_BODY = 1024 * 1024  # bytes of any request body; forms and JSON are far smaller
@@ -90,4 +91,5 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
     handlers: dict[Any, Any] = dict.fromkeys(DATABASE_DOWN, database_unavailable)
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=handlers)
     app.state.realtime = Realtime(settings=settings, db=db, hub=hub, metrics=metrics)
+    app.state.login_throttle = LoginThrottle(settings.login_rate_limit)
     return app

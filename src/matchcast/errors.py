@@ -14,6 +14,7 @@ NOT_FOUND = "not_found"
 UNAUTHORIZED = "unauthorized"
 CONFLICT = "conflict"
 UNAVAILABLE = "unavailable"
+RATE_LIMITED = "rate_limited"
 
 # How the JSON API and the organizer pages answer each code.
 HTTP_STATUS = {
@@ -23,6 +24,7 @@ HTTP_STATUS = {
     NOT_FOUND: 404,
     INVALID_STATE: 409,
     CONFLICT: 409,
+    RATE_LIMITED: 429,
     UNAVAILABLE: 503,
 }
 

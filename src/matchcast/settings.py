@@ -51,6 +51,10 @@ class Settings:
     gap_fill_wait_ms: int = 200
     max_replay_events: int = 5000
     guest_token_ttl: int = 3600
+    # Failed logins (form and POST /api/token) per client address and window.
+    login_rate_limit: RateLimit = RateLimit(10, 60.0)
+    # Mark the session cookie Secure (sent over HTTPS only): set it when TLS ends in front of us.
+    session_cookie_secure: bool = False
     # Prefix of broker channel names, so deployments (or test runs) sharing one Redis or
     # PostgreSQL never hear each other's rooms.
     channel_prefix: str = ""
@@ -168,8 +172,15 @@ def _channel_prefix(name: str, raw: str) -> str:
 def _rate_limit(name: str, raw: str) -> RateLimit:
     match = re.fullmatch(r"(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*s", raw)
     if not match or int(match.group(1)) < 1 or float(match.group(2) or 1) <= 0:
-        raise SettingsError(f"{name} must look like 20/1s (frames per seconds), got {raw!r}")
+        raise SettingsError(f"{name} must look like 20/1s (how many per how many seconds), got {raw!r}")
     return RateLimit(int(match.group(1)), float(match.group(2) or 1))
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+    return value in ("1", "true", "yes", "on")
 
 
 _PARSERS = {
@@ -188,4 +199,6 @@ _PARSERS = {
     "GAP_FILL_WAIT_MS": _int_in(0, 60_000),
     "MAX_REPLAY_EVENTS": _int_in(1, 1_000_000),
     "CHANNEL_PREFIX": _channel_prefix,
+    "LOGIN_RATE_LIMIT": _rate_limit,
+    "SESSION_COOKIE_SECURE": _bool,
 }

@@ -68,7 +68,7 @@ async def test_a_subscription_is_in_place_when_subscribe_returns(broker: Broker)
     # still on its way to Redis would lose it for good (nothing later refills it).
     for n in range(20):
         async with broker.subscribe(f"fresh{n}") as subscription:
-            await broker.publish(f"fresh{n}", 1, '{"n":%d}' % n)
+            await broker.publish(f"fresh{n}", 1, f'{{"n":{n}}}')
             assert (await asyncio.wait_for(subscription.get(), PROMPTLY)).event_id == 1
 
 

@@ -16,14 +16,16 @@ from matchcast.protocol import is_int
 from matchcast.security import TokenError, create_user_token, verify_token
 from matchcast.services import disputes, matches, snapshots, users
 from matchcast.services.actors import Actor, load_actor
+from matchcast.web.throttle import client_address, too_many
 
 STATUS = errors.HTTP_STATUS
 MAX_BODY = 64 * 1024
 TOKEN_TTL = 3600
 
 
-def error_response(code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=STATUS.get(code, 400))
+def error_response(code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=STATUS.get(code, 400),
+                        headers=headers)
 
 
 async def json_body(request: Request) -> dict[str, Any]:
@@ -81,9 +83,13 @@ async def token(request: Request) -> Any:
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise errors.invalid('send {"username": "...", "password": "..."}')
-    rt = request.app.state.realtime
+    rt, throttle, address = request.app.state.realtime, request.app.state.login_throttle, client_address(request)
+    wait = await throttle.wait_seconds(address)
+    if wait:
+        return error_response(errors.RATE_LIMITED, too_many(wait), {"Retry-After": str(wait)})
     user = await users.authenticate(rt.db, username, password)
     if user is None:
+        await throttle.failed(address)
         raise errors.DomainError(errors.UNAUTHORIZED, "wrong username or password")
     return {"access_token": create_user_token(rt.settings.jwt_secret, user.id, TOKEN_TTL),
             "token_type": "bearer", "expires_in": TOKEN_TTL}

@@ -26,6 +26,7 @@ from matchcast.web import forms
 from matchcast.web.pages import bracket_columns, path_id
 from matchcast.web.session import current_actor, flash, log_in, log_out
 from matchcast.web.templating import STATUS, error_page, render
+from matchcast.web.throttle import client_address, too_many
 
 # What an action does: (flash message, where to go next).
 Run = Callable[[Request, Any, Actor, Any], Awaitable[tuple[str, str]]]
@@ -57,8 +58,15 @@ async def login(request: Request) -> Response:
             return csrf_refused(request)
         return render(request, "login.html", {"username": form.username.data or "",
                                               "error": forms.first_error(form)}, 400)
+    throttle, address = request.app.state.login_throttle, client_address(request)
+    wait = await throttle.wait_seconds(address)
+    if wait:
+        response = render(request, "login.html", {"username": form.username.data, "error": too_many(wait)}, 429)
+        response.headers["Retry-After"] = str(wait)
+        return response
     user = await users.authenticate(request.app.state.realtime.db, form.username.data, form.password.data)
     if user is None:
+        await throttle.failed(address)
         return render(request, "login.html", {"username": form.username.data,
                                               "error": "wrong username or password"}, 401)
     log_in(request, Actor(user.id, user.username, bool(user.is_staff)))
