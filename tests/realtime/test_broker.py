@@ -190,3 +190,33 @@ async def test_twenty_spectators_join_rooms_concurrently(server: RunningServer) 
     for match in (first, second):
         await matches.start_match(server.realtime.db, server.realtime.hub, t.organizer, match.id)
     assert await asyncio.gather(*spectators) == [expected for _, expected in rooms]
+
+
+async def test_a_room_closed_while_its_subscription_waits_for_redis_stops_listening(redis: RedisServer) -> None:
+    # broadcaster's subscribe, cancelled half-way, fails with a KeyError in its clean-up; taken
+    # for a broker failure, the room's listener used to subscribe again for ever.
+    broker = await connected_broker(redis.url)
+    attempts = 0
+
+    async def listen() -> None:  # as the hub's room listener does
+        nonlocal attempts
+        while True:
+            attempts += 1
+            try:
+                async with broker.subscribe("closing") as subscription:
+                    await subscription.get()
+            except BrokerUnavailable:
+                await asyncio.sleep(0.05)
+
+    try:
+        assert redis.process is not None
+        redis.process.send_signal(signal.SIGSTOP)  # the SUBSCRIBE goes out; no confirmation comes
+        task = asyncio.create_task(listen())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, PROMPTLY)
+        assert attempts == 1
+    finally:
+        redis.process.send_signal(signal.SIGCONT)
+        await broker.disconnect()

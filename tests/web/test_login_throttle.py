@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -48,6 +49,15 @@ async def test_the_api_refuses_an_address_after_too_many_failures(server: Runnin
         assert 1 <= int(refused.headers["retry-after"]) <= 60
         # Another address is not held up by this one.
         assert (await token(http, user.username, PASSWORD, "198.51.100.9")).status_code == 200
+
+
+async def test_a_burst_of_simultaneous_guesses_gets_no_more_than_the_limit(server: RunningServer) -> None:
+    # Each guess takes an argon2 hash (~0.1 s); guesses still hashing count against the limit.
+    user = await server.factory.user()
+    async with httpx.AsyncClient(base_url=server.http, timeout=10) as http:
+        answers = await asyncio.gather(*(token(http, user.username, "wrong", "203.0.113.10") for _ in range(LIMIT * 4)))
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses.count(401) <= LIMIT and statuses.count(429) >= LIMIT * 3, statuses
 
 
 async def test_successful_logins_do_not_count(server: RunningServer) -> None:

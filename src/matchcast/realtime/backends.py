@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -87,7 +88,7 @@ class RedisBackend(SupervisedBackend):
 
     def __init__(self, url: str, ping_interval: float = PING_INTERVAL, pong_timeout: float = PONG_TIMEOUT) -> None:
         super().__init__(url, ping_interval, pong_timeout)
-        self._confirming: dict[str, list[asyncio.Future[None]]] = {}  # channel -> SUBSCRIBEs awaiting Redis
+        self._confirming: dict[str, deque[asyncio.Future[None]]] = {}  # channel -> SUBSCRIBEs awaiting Redis
 
     async def connect(self) -> None:
         options: dict[str, Any] = {
@@ -121,21 +122,16 @@ class RedisBackend(SupervisedBackend):
         connection (the first event after a room opens) can reach Redis first and go to nobody;
         under load that window is long enough to lose an event no later one would bring back.
         """
+        # One future per SUBSCRIBE sent, in order; each confirmation takes the oldest, also when its
+        # subscriber stopped waiting (cancelled), so a late one never confirms a newer SUBSCRIBE.
         confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._confirming.setdefault(channel, []).append(confirmed)
+        self._confirming.setdefault(channel, deque()).append(confirmed)
+        await self._guarded(lambda: self._pubsub.subscribe(channel), (Exception,))
         try:
-            await self._guarded(lambda: self._pubsub.subscribe(channel), (Exception,))
-            try:
-                await asyncio.wait_for(asyncio.shield(confirmed), OPERATION_TIMEOUT)
-            except TimeoutError as exc:
-                self.fail(exc)
-                raise ConnectionError(f"Redis did not confirm the subscription within {OPERATION_TIMEOUT:g}s") from exc
-        finally:
-            waiting = self._confirming.get(channel, [])
-            if confirmed in waiting:
-                waiting.remove(confirmed)
-            if not waiting:
-                self._confirming.pop(channel, None)
+            await asyncio.wait_for(asyncio.shield(confirmed), OPERATION_TIMEOUT)
+        except TimeoutError as exc:
+            self.fail(exc)
+            raise ConnectionError(f"Redis did not confirm the subscription within {OPERATION_TIMEOUT:g}s") from exc
         self._channels.add(channel)
 
     async def unsubscribe(self, channel: str) -> None:
@@ -149,6 +145,8 @@ class RedisBackend(SupervisedBackend):
             for confirmed in waiting:
                 if not confirmed.done():
                     confirmed.set_exception(ConnectionError(f"broker connection lost: {describe(exc)}"))
+                    confirmed.exception()  # nobody may be waiting any more: not an unretrieved error
+        self._confirming.clear()
 
     async def publish(self, channel: str, message: Any) -> None:
         await self._guarded(lambda: self._client.publish(channel, message), self.FATAL)
@@ -171,9 +169,14 @@ class RedisBackend(SupervisedBackend):
                 if message["type"] == "message":
                     self._queue.put_nowait(Event(message["channel"].decode(), message["data"].decode()))
                 elif message["type"] == "subscribe":  # confirms the oldest SUBSCRIBE of that channel
-                    waiting = [f for f in self._confirming.get(message["channel"].decode(), ()) if not f.done()]
+                    channel = message["channel"].decode()
+                    waiting = self._confirming.get(channel)
                     if waiting:
-                        waiting[0].set_result(None)
+                        confirmed = waiting.popleft()
+                        if not waiting:
+                            del self._confirming[channel]
+                        if not confirmed.done():
+                            confirmed.set_result(None)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -178,6 +178,7 @@ class Broker:
             try:
                 subscriber = await context.__aenter__()
             except Exception as exc:
+                _cancelled_meanwhile(exc)
                 raise BrokerUnavailable(describe(link.fault or exc)) from exc
         try:
             if link.fault is not None:  # lost while subscribing: the LOST event may have gone by
@@ -230,3 +231,15 @@ class Broker:
             self._link, self._fault = None, describe(fault)
             log.warning("broker %s: connection lost (%s); reconnecting", self.safe_url, self._fault)
             await link.close()
+
+
+def _cancelled_meanwhile(exc: Exception) -> None:
+    """Raise CancelledError if the task was cancelled while `exc` came up.
+
+    broadcaster's subscribe, cancelled half-way, fails in its own clean-up (KeyError) instead of
+    passing the cancellation on; taken for a broker failure, it would have the room's listener
+    subscribe again for ever after its room had closed.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc

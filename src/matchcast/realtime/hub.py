@@ -49,6 +49,7 @@ JOIN_TIMEOUT = 10.0  # seconds a socket waits for its room's broker subscription
 REPLAY_PAGE = 500
 MAX_REPLAY_BYTES = 4 * 1024 * 1024  # one resume holds at most this much in memory
 SETTLE_SECONDS = 3.0  # at shutdown, for the last events to reach the sockets
+MAX_REMEMBERED_MATCHES = 10_000  # matches whose newest stored score the hub keeps (live ones, in practice)
 
 
 class Room:
@@ -147,7 +148,12 @@ class Hub:
         for event in stored:
             if event.type == SCORE_UPDATED:
                 match_id = int(event.data["match_id"])
-                self._stored_scores[match_id] = max(self._stored_scores.get(match_id, 0), event.data["sequence"])
+                # Re-inserted, so the dict is in order of use: the oldest goes first past the bound
+                # (a match that ended on another instance, say; only a send still in flight needs it).
+                newest = max(self._stored_scores.pop(match_id, 0), event.data["sequence"])
+                self._stored_scores[match_id] = newest
+                if len(self._stored_scores) > MAX_REMEMBERED_MATCHES:
+                    del self._stored_scores[next(iter(self._stored_scores))]
             elif event.type in (MATCH_COMPLETED, MATCH_CANCELLED):
                 self._stored_scores.pop(int(event.data["match_id"]), None)  # no score follows
 
@@ -251,6 +257,9 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():  # the room closed while this failed
+                    raise asyncio.CancelledError from exc
                 log.warning("%s: broker subscription lost (%s); retrying in %.1fs", room.name, exc, backoff)
                 if first:  # the broker is down: let sockets join now; the catch-up brings the rest
                     with contextlib.suppress(Exception):

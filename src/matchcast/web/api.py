@@ -83,13 +83,13 @@ async def token(request: Request) -> Any:
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise errors.invalid('send {"username": "...", "password": "..."}')
-    rt, throttle, address = request.app.state.realtime, request.app.state.login_throttle, client_address(request)
-    wait = await throttle.wait_seconds(address)
-    if wait:
-        return error_response(errors.RATE_LIMITED, too_many(wait), {"Retry-After": str(wait)})
-    user = await users.authenticate(rt.db, username, password)
+    rt = request.app.state.realtime
+    async with request.app.state.login_throttle.attempt(client_address(request)) as attempt:
+        if attempt.wait:
+            return error_response(errors.RATE_LIMITED, too_many(attempt.wait), {"Retry-After": str(attempt.wait)})
+        user = await users.authenticate(rt.db, username, password)
+        attempt.failed = user is None
     if user is None:
-        await throttle.failed(address)
         raise errors.DomainError(errors.UNAUTHORIZED, "wrong username or password")
     return {"access_token": create_user_token(rt.settings.jwt_secret, user.id, TOKEN_TTL),
             "token_type": "bearer", "expires_in": TOKEN_TTL}

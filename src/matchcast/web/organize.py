@@ -58,15 +58,15 @@ async def login(request: Request) -> Response:
             return csrf_refused(request)
         return render(request, "login.html", {"username": form.username.data or "",
                                               "error": forms.first_error(form)}, 400)
-    throttle, address = request.app.state.login_throttle, client_address(request)
-    wait = await throttle.wait_seconds(address)
-    if wait:
-        response = render(request, "login.html", {"username": form.username.data, "error": too_many(wait)}, 429)
-        response.headers["Retry-After"] = str(wait)
-        return response
-    user = await users.authenticate(request.app.state.realtime.db, form.username.data, form.password.data)
+    async with request.app.state.login_throttle.attempt(client_address(request)) as attempt:
+        if attempt.wait:
+            response = render(request, "login.html", {"username": form.username.data,
+                                                      "error": too_many(attempt.wait)}, 429)
+            response.headers["Retry-After"] = str(attempt.wait)
+            return response
+        user = await users.authenticate(request.app.state.realtime.db, form.username.data, form.password.data)
+        attempt.failed = user is None
     if user is None:
-        await throttle.failed(address)
         return render(request, "login.html", {"username": form.username.data,
                                               "error": "wrong username or password"}, 401)
     log_in(request, Actor(user.id, user.username, bool(user.is_staff)))

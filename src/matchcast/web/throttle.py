@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
@@ -25,16 +29,36 @@ class LoginThrottle:
         self.limit = limit
         self._item = RateLimitItemPerSecond(limit.frames, max(1, math.ceil(limit.per_seconds)))
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._in_flight: Counter[str] = Counter()  # attempts still checking their password
 
-    async def wait_seconds(self, address: str) -> int:
-        """Seconds until `address` may try again; 0: it may now."""
-        if await self._limiter.test(self._item, NAMESPACE, address):
-            return 0
-        stats = await self._limiter.get_window_stats(self._item, NAMESPACE, address)
-        return max(1, math.ceil(stats.reset_time - time.time()))
+    @asynccontextmanager
+    async def attempt(self, address: str) -> AsyncIterator[Attempt]:
+        """One login attempt from `address`: refused (`wait` seconds) or let through.
 
-    async def failed(self, address: str) -> None:
-        await self._limiter.hit(self._item, NAMESPACE, address)
+        Attempts still hashing count against the limit too: a burst of simultaneous guesses would
+        otherwise all pass the check before the first failure is recorded (argon2 takes ~0.1 s).
+        Set `failed` when the password was wrong.
+        """
+        if not await self._limiter.test(self._item, NAMESPACE, address, cost=self._in_flight[address] + 1):
+            stats = await self._limiter.get_window_stats(self._item, NAMESPACE, address)
+            yield Attempt(wait=max(1, math.ceil(stats.reset_time - time.time())))
+            return
+        attempt = Attempt(wait=0)
+        self._in_flight[address] += 1
+        try:
+            yield attempt
+        finally:
+            self._in_flight[address] -= 1
+            if not self._in_flight[address]:
+                del self._in_flight[address]
+            if attempt.failed:
+                await self._limiter.hit(self._item, NAMESPACE, address)
+
+
+@dataclass
+class Attempt:
+    wait: int  # seconds until the address may try again; 0: this attempt goes ahead
+    failed: bool = False
 
 
 def client_address(request: Request) -> str:
