@@ -169,8 +169,6 @@ def run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
     return asyncio.run(with_database())
 
 
-
-
 class EventLogPublisher:
     """Stores events in the rooms' logs, where a running server's clients find them on resume.
 

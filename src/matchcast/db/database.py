@@ -91,7 +91,7 @@ class Database(databases.Database):
         # A generous busy timeout lets writers of other processes (the command line) wait
         # instead of failing.
         super().__init__(url, **({"timeout": 30} if self.is_sqlite else {"min_size": 1, "max_size": 10}))
-        self._write_lock: asyncio.Lock | None = None
+        self._write_lock = asyncio.Lock()  # this process's writers queue here (SQLite)
         self.compiled = CompiledCache()
         if self.is_sqlite:  # databases 0.9 has no option for this: its backend's pool is replaced
             backend = self._backend
@@ -107,17 +107,22 @@ class Database(databases.Database):
         if self.is_sqlite:
             await self._backend._pool.close()  # the kept connections and their threads
 
+    # Statements go through the compiled cache; with `values`, databases changes the statement
+    # itself (query.values(...)), so those are left as they are.
     async def fetch_all(self, query: Any, values: dict[str, Any] | None = None) -> list[Any]:
-        return await super().fetch_all(self.compiled.prepare(query) if values is None else query, values)
+        return await super().fetch_all(self._cached(query, values), values)
 
     async def fetch_one(self, query: Any, values: dict[str, Any] | None = None) -> Any:
-        return await super().fetch_one(self.compiled.prepare(query) if values is None else query, values)
+        return await super().fetch_one(self._cached(query, values), values)
 
     async def fetch_val(self, query: Any, values: dict[str, Any] | None = None, column: Any = 0) -> Any:
-        return await super().fetch_val(self.compiled.prepare(query) if values is None else query, values, column)
+        return await super().fetch_val(self._cached(query, values), values, column)
 
     async def execute(self, query: Any, values: dict[str, Any] | None = None) -> Any:
-        return await super().execute(self.compiled.prepare(query) if values is None else query, values)
+        return await super().execute(self._cached(query, values), values)
+
+    def _cached(self, query: Any, values: dict[str, Any] | None) -> Any:
+        return self.compiled.prepare(query) if values is None else query
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[None]:
@@ -133,7 +138,7 @@ class Database(databases.Database):
             async with self.transaction():
                 yield
             return
-        async with self._process_write_lock(), self.connection() as connection:
+        async with self._write_lock, self.connection() as connection:
             await connection.execute(BEGIN_IMMEDIATE())
             try:
                 yield
@@ -151,13 +156,9 @@ class Database(databases.Database):
         """
         if not self.is_sqlite:
             return await self.fetch_one(query)
-        async with self._process_write_lock():
+        async with self._write_lock:
             return await self.fetch_one(query)
 
-    def _process_write_lock(self) -> asyncio.Lock:
-        if self._write_lock is None:  # created on first use: it belongs to the running event loop
-            self._write_lock = asyncio.Lock()
-        return self._write_lock
 
 @asynccontextmanager
 async def connected(url: str) -> AsyncIterator[Database]:

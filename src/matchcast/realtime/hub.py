@@ -257,9 +257,6 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():  # the room closed while this failed
-                    raise asyncio.CancelledError from exc
                 log.warning("%s: broker subscription lost (%s); retrying in %.1fs", room.name, exc, backoff)
                 if first:  # the broker is down: let sockets join now; the catch-up brings the rest
                     with contextlib.suppress(Exception):

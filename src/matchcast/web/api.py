@@ -14,9 +14,10 @@ from matchcast import errors
 from matchcast.ids import ID, MAX_ID
 from matchcast.protocol import is_int
 from matchcast.security import TokenError, create_user_token, verify_token
-from matchcast.services import disputes, matches, snapshots, users
+from matchcast.services import disputes, matches, snapshots
 from matchcast.services.actors import Actor, load_actor
-from matchcast.web.throttle import client_address, too_many
+from matchcast.web import throttle
+from matchcast.web.throttle import too_many
 
 STATUS = errors.HTTP_STATUS
 MAX_BODY = 64 * 1024
@@ -84,11 +85,9 @@ async def token(request: Request) -> Any:
     if not isinstance(username, str) or not isinstance(password, str):
         raise errors.invalid('send {"username": "...", "password": "..."}')
     rt = request.app.state.realtime
-    async with request.app.state.login_throttle.attempt(client_address(request)) as attempt:
-        if attempt.wait:
-            return error_response(errors.RATE_LIMITED, too_many(attempt.wait), {"Retry-After": str(attempt.wait)})
-        user = await users.authenticate(rt.db, username, password)
-        attempt.failed = user is None
+    user, wait = await throttle.authenticate(request, username, password)
+    if wait:
+        return error_response(errors.RATE_LIMITED, too_many(wait), {"Retry-After": str(wait)})
     if user is None:
         raise errors.DomainError(errors.UNAUTHORIZED, "wrong username or password")
     return {"access_token": create_user_token(rt.settings.jwt_secret, user.id, TOKEN_TTL),

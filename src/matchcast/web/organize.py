@@ -22,11 +22,11 @@ from matchcast.db.tables import disputes as disputes_table
 from matchcast.ids import ID
 from matchcast.services import brackets, disputes, matches, snapshots, tournaments, users
 from matchcast.services.actors import Actor, is_organizer
-from matchcast.web import forms
+from matchcast.web import forms, throttle
 from matchcast.web.pages import bracket_columns, path_id
 from matchcast.web.session import current_actor, flash, log_in, log_out
 from matchcast.web.templating import STATUS, error_page, render
-from matchcast.web.throttle import client_address, too_many
+from matchcast.web.throttle import too_many
 
 # What an action does: (flash message, where to go next).
 Run = Callable[[Request, Any, Actor, Any], Awaitable[tuple[str, str]]]
@@ -58,14 +58,11 @@ async def login(request: Request) -> Response:
             return csrf_refused(request)
         return render(request, "login.html", {"username": form.username.data or "",
                                               "error": forms.first_error(form)}, 400)
-    async with request.app.state.login_throttle.attempt(client_address(request)) as attempt:
-        if attempt.wait:
-            response = render(request, "login.html", {"username": form.username.data,
-                                                      "error": too_many(attempt.wait)}, 429)
-            response.headers["Retry-After"] = str(attempt.wait)
-            return response
-        user = await users.authenticate(request.app.state.realtime.db, form.username.data, form.password.data)
-        attempt.failed = user is None
+    user, wait = await throttle.authenticate(request, form.username.data, form.password.data)
+    if wait:
+        response = render(request, "login.html", {"username": form.username.data, "error": too_many(wait)}, 429)
+        response.headers["Retry-After"] = str(wait)
+        return response
     if user is None:
         return render(request, "login.html", {"username": form.username.data,
                                               "error": "wrong username or password"}, 401)

@@ -13,12 +13,14 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
 
+from matchcast.services import users
 from matchcast.settings import RateLimit
 
 NAMESPACE = "login"
@@ -26,7 +28,6 @@ NAMESPACE = "login"
 
 class LoginThrottle:
     def __init__(self, limit: RateLimit) -> None:
-        self.limit = limit
         self._item = RateLimitItemPerSecond(limit.frames, max(1, math.ceil(limit.per_seconds)))
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._in_flight: Counter[str] = Counter()  # attempts still checking their password
@@ -59,6 +60,17 @@ class LoginThrottle:
 class Attempt:
     wait: int  # seconds until the address may try again; 0: this attempt goes ahead
     failed: bool = False
+
+
+async def authenticate(request: Request, username: str, password: str) -> tuple[Any, int]:
+    """The user (None: wrong username or password) and 0, or None and the seconds the client's
+    address must wait before trying again: then the password was not checked."""
+    async with request.app.state.login_throttle.attempt(client_address(request)) as attempt:
+        if attempt.wait:
+            return None, attempt.wait
+        user = await users.authenticate(request.app.state.realtime.db, username, password)
+        attempt.failed = user is None
+    return user, 0
 
 
 def client_address(request: Request) -> str:
