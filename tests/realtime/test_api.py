@@ -133,3 +133,22 @@ async def test_metrics_count_connections_frames_errors_and_closes(
     assert "matchcast_publish_to_send_seconds_bucket" in text
     frames_out = next(line for line in text.splitlines() if line.startswith("matchcast_frames_out_total"))
     assert float(frames_out.split()[1]) >= 2
+
+
+async def test_the_token_from_the_login_endpoint_opens_the_players_socket(
+    server: RunningServer, http: httpx.AsyncClient
+) -> None:
+    # End to end, no token minted by the test: log in over HTTP, score over the WebSocket.
+    t, match = await server.factory.live_match()
+    player = next(p for p in t.players if p.user_id == match.participant1_id)
+    response = await http.post("/api/token", json={"username": player.username, "password": PASSWORD})
+    token = response.json()["access_token"]
+    async with (
+        server.client(f"/ws/match/{match.id}/", token) as ws,
+        server.client(f"/ws/match/{match.id}/", server.guest_token()) as spectator,
+    ):
+        assert (await ws.established())["role"] == "participant"
+        await spectator.established()
+        await ws.send({"type": "score_update", "participant1_score": 4, "participant2_score": 2})
+        scored = await spectator.recv_type("score_updated")
+        assert (scored["data"]["participant1_score"], scored["data"]["participant2_score"]) == (4, 2)
