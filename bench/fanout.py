@@ -76,9 +76,17 @@ def measure(load: LoadGenerator, target: Target, values: Values, updates: int, i
     missing = load.wait_value(group, first + updates - 1, max(10.0, updates * interval))
     (user_after, sys_after), client_after, ended = cpu_times(target.pid), load.cpu(), time.monotonic()
     seen = load.collect(group)
-    sample = Sample(load.open[group], updates, missing=missing, closed=seen["closed"], errors=driven["errors"],
-                    server_cpu=user_after + sys_after - user_before - sys_before, server_sys=sys_after - sys_before,
-                    client_cpu=client_after - client_before, window=ended - started)
+    sample = Sample(
+        load.open[group],
+        updates,
+        missing=missing,
+        closed=seen["closed"],
+        errors=driven["errors"],
+        server_cpu=user_after + sys_after - user_before - sys_before,
+        server_sys=sys_after - sys_before,
+        client_cpu=client_after - client_before,
+        window=ended - started,
+    )
     sent: dict[int, int] = driven["sent"]
     last_arrival: dict[int, int] = {}
     for socket_values, socket_times in zip(seen["values"], seen["times"], strict=True):
@@ -108,11 +116,21 @@ def update_cost(load: LoadGenerator, target: Target, values: Values, count: int,
     cpu = cpu_seconds(target.pid) - cpu_before
     seen = load.collect(group)
     sent: dict[int, int] = driven["sent"]
-    firsts = sorted((t - sent[v]) / 1e6 for vs, ts in zip(seen["values"], seen["times"], strict=True)
-                    for v, t in zip(vs, ts, strict=True) if v in sent)
-    return {"spectators": load.open[group], "updates": count, "ms_per_update": 1000 * cpu / count,
-            "latency_p50_ms": percentile(firsts, 50), "latency_p99_ms": percentile(firsts, 99),
-            "missing_at_end": missing, "participant_errors": driven["errors"][:5]}
+    firsts = sorted(
+        (t - sent[v]) / 1e6
+        for vs, ts in zip(seen["values"], seen["times"], strict=True)
+        for v, t in zip(vs, ts, strict=True)
+        if v in sent
+    )
+    return {
+        "spectators": load.open[group],
+        "updates": count,
+        "ms_per_update": 1000 * cpu / count,
+        "latency_p50_ms": percentile(firsts, 50),
+        "latency_p99_ms": percentile(firsts, 99),
+        "missing_at_end": missing,
+        "participant_errors": driven["errors"][:5],
+    }
 
 
 def figures(samples: list[Sample]) -> dict[str, Any]:

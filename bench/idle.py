@@ -33,17 +33,22 @@ def run(load: LoadGenerator, target: Target, sizes: list[int], settle: float, wi
         cpu_start, started = cpu_seconds(target.pid), time.monotonic()
         time.sleep(window)
         idle_cpu = (cpu_seconds(target.pid) - cpu_start) / (time.monotonic() - started)
-        results.append({
-            "sockets": opened["open"],
-            "connect_errors": opened["errors"],
-            "connect_per_s": (opened["open"] - (results[-1]["sockets"] if results else warmup)) / opened["seconds"],
-            "rss_before_kb": rss_before,
-            "rss_kb": rss,
-            "kb_per_socket": (rss - rss_before) / max(1, opened["open"] - warmup),
-            "idle_cpu_pct": 100 * idle_cpu,
-        })
+        results.append(
+            {
+                "sockets": opened["open"],
+                "connect_errors": opened["errors"],
+                "connect_per_s": (opened["open"] - (results[-1]["sockets"] if results else warmup)) / opened["seconds"],
+                "rss_before_kb": rss_before,
+                "rss_kb": rss,
+                "kb_per_socket": (rss - rss_before) / max(1, opened["open"] - warmup),
+                "idle_cpu_pct": 100 * idle_cpu,
+            }
+        )
         r = results[-1]
-        print(f"  {target.name}: idle {r['sockets']} sockets: {r['kb_per_socket']:.1f} KB each, "
-              f"RSS {rss / 1024:.0f} MB, idle CPU {r['idle_cpu_pct']:.1f} %", flush=True)
+        print(
+            f"  {target.name}: idle {r['sockets']} sockets: {r['kb_per_socket']:.1f} KB each, "
+            f"RSS {rss / 1024:.0f} MB, idle CPU {r['idle_cpu_pct']:.1f} %",
+            flush=True,
+        )
     load.close(group)
     return results

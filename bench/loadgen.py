@@ -43,7 +43,7 @@ def raise_open_files_limit() -> int:
 
 
 class Spectator:
-    __slots__ = ("ws", "values", "times", "last", "close_code", "task")
+    __slots__ = ("close_code", "last", "task", "times", "values", "ws")
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
@@ -87,7 +87,12 @@ class Worker:
     # -- spectators ---------------------------------------------------------------------------
 
     async def cmd_connect(
-        self, group: str, count: int, url: str, secret: str | None, concurrency: int,
+        self,
+        group: str,
+        count: int,
+        url: str,
+        secret: str | None,
+        concurrency: int,
     ) -> dict[str, Any]:
         gate = asyncio.Semaphore(concurrency)
         started = time.monotonic()
@@ -101,15 +106,24 @@ class Worker:
         await asyncio.gather(*(one() for _ in range(count)))
         gc.collect()
         gc.freeze()  # the sockets live until the end: keep collections in this process short
-        return {"open": sum(1 for s in spectators if s.close_code is None),
-                "errors": dict(self.connect_errors), "seconds": time.monotonic() - started}
+        return {
+            "open": sum(1 for s in spectators if s.close_code is None),
+            "errors": dict(self.connect_errors),
+            "seconds": time.monotonic() - started,
+        }
 
     async def _open(self, group: str, spectators: list[Spectator], url: str, secret: str | None) -> None:
         token = create_token(secret)
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                ws = await connect(f"{url}?token={token}", compression=None, ping_interval=None,
-                                   close_timeout=1, max_queue=64, open_timeout=CONNECT_TIMEOUT)
+                ws = await connect(
+                    f"{url}?token={token}",
+                    compression=None,
+                    ping_interval=None,
+                    close_timeout=1,
+                    max_queue=64,
+                    open_timeout=CONNECT_TIMEOUT,
+                )
                 first = await ws.recv()
         except Exception as exc:  # refused, timed out, closed: counted, the run goes on
             key = type(exc).__name__
@@ -297,7 +311,11 @@ class LoadGenerator:
                 worker.process.join(5)
 
     def _call(
-        self, workers: Sequence[Process], name: str, timeout: float, per_worker: Sequence[dict[str, Any]],
+        self,
+        workers: Sequence[Process],
+        name: str,
+        timeout: float,
+        per_worker: Sequence[dict[str, Any]],
     ) -> list[Any]:
         for worker, kwargs in zip(workers, per_worker, strict=True):
             worker.pipe.send((name, kwargs))
@@ -321,8 +339,12 @@ class LoadGenerator:
         shares = [want // self.size + (1 if i < want % self.size else 0) for i in range(self.size)]
         timeout = CONNECT_TIMEOUT * (1 + want / max(1, concurrency * self.size))
         started = time.monotonic()
-        results = self._call(self.workers, "connect", timeout, [
-            {"group": group, "count": n, "url": url, "secret": secret, "concurrency": concurrency} for n in shares])
+        results = self._call(
+            self.workers,
+            "connect",
+            timeout,
+            [{"group": group, "count": n, "url": url, "secret": secret, "concurrency": concurrency} for n in shares],
+        )
         self.open[group] = sum(r["open"] for r in results)
         errors: dict[str, int] = {}
         for r in results:
@@ -336,8 +358,12 @@ class LoadGenerator:
 
     def drive(self, group: str, first: int, count: int, interval: float) -> dict[str, Any]:
         assert self.driver is not None
-        result: dict[str, Any] = self._call([self.driver], "drive", count * interval + 5, [
-            {"group": group, "first": first, "count": count, "interval": interval}])[0]
+        result: dict[str, Any] = self._call(
+            [self.driver],
+            "drive",
+            count * interval + 5,
+            [{"group": group, "first": first, "count": count, "interval": interval}],
+        )[0]
         return result
 
     def record(self, group: str) -> None:

@@ -1,6 +1,6 @@
 """The results: targets checked, the table printed, the JSON written, the plot drawn.
 
-    python -m bench.report [bench/results/latest.json]   # the table again, and the plot redrawn
+python -m bench.report [bench/results/latest.json]   # the table again, and the plot redrawn
 """
 
 from __future__ import annotations
@@ -22,9 +22,15 @@ FLAT_COST_MAX = 1.25  # marginal CPU per frame, largest size over smallest, with
 def ratios(matchcast: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for mine, base in zip(matchcast, baseline, strict=True):
-        out.append({"spectators": mine["spectators"], **{
-            key: mine[key] / base[key] if base[key] else float("nan")
-            for key in ("p50_ms", "p95_ms", "p99_ms", "cpu_us_per_frame", "frames_per_s")}})
+        out.append(
+            {
+                "spectators": mine["spectators"],
+                **{
+                    key: mine[key] / base[key] if base[key] else float("nan")
+                    for key in ("p50_ms", "p95_ms", "p99_ms", "cpu_us_per_frame", "frames_per_s")
+                },
+            }
+        )
     return out
 
 
@@ -41,27 +47,62 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             mine = {r["spectators"]: r for r in fan["matchcast"]}
             small, large = min(mine), max(mine)
             for size in sorted({small, large}):
-                check(stack, f"CPU per frame at {size}, x baseline", by_size[size]["cpu_us_per_frame"],
-                      CPU_RATIO_MAX, by_size[size]["cpu_us_per_frame"] <= CPU_RATIO_MAX)
-            check(stack, f"delivery at {large}", mine[large]["delivery"], 1.0,
-                  mine[large]["delivery"] >= 1.0 and mine[large]["closed_by_server"] == 0)
-            check(stack, f"sockets closed by the server at {large}", mine[large]["closed_by_server"], 0,
-                  mine[large]["closed_by_server"] == 0)
+                check(
+                    stack,
+                    f"CPU per frame at {size}, x baseline",
+                    by_size[size]["cpu_us_per_frame"],
+                    CPU_RATIO_MAX,
+                    by_size[size]["cpu_us_per_frame"] <= CPU_RATIO_MAX,
+                )
+            check(
+                stack,
+                f"delivery at {large}",
+                mine[large]["delivery"],
+                1.0,
+                mine[large]["delivery"] >= 1.0 and mine[large]["closed_by_server"] == 0,
+            )
+            check(
+                stack,
+                f"sockets closed by the server at {large}",
+                mine[large]["closed_by_server"],
+                0,
+                mine[large]["closed_by_server"] == 0,
+            )
             middle = 3000 if 3000 in mine else sorted(mine)[len(mine) // 2]
-            check(stack, f"p99 at {middle}, ms", mine[middle]["p99_ms"], P99_AT_3K_MAX_MS,
-                  mine[middle]["p99_ms"] <= P99_AT_3K_MAX_MS)
-            check(stack, f"p99 at {large}, x baseline", by_size[large]["p99_ms"], P99_RATIO_AT_5K_MAX,
-                  by_size[large]["p99_ms"] <= P99_RATIO_AT_5K_MAX)
+            check(
+                stack,
+                f"p99 at {middle}, ms",
+                mine[middle]["p99_ms"],
+                P99_AT_3K_MAX_MS,
+                mine[middle]["p99_ms"] <= P99_AT_3K_MAX_MS,
+            )
+            check(
+                stack,
+                f"p99 at {large}, x baseline",
+                by_size[large]["p99_ms"],
+                P99_RATIO_AT_5K_MAX,
+                by_size[large]["p99_ms"] <= P99_RATIO_AT_5K_MAX,
+            )
             key = "marginal_us_per_frame" if "marginal_us_per_frame" in mine[large] else "cpu_us_per_frame"
             # Tiny smoke sizes can measure no CPU at all (/proc counts 10 ms ticks): then no ratio.
             flat = mine[large][key] / mine[small][key] if mine[small][key] > 0 else math.nan
-            check(stack, f"marginal CPU per frame {large} / {small}", flat, FLAT_COST_MAX,
-                  1 / FLAT_COST_MAX <= flat <= FLAT_COST_MAX)
+            check(
+                stack,
+                f"marginal CPU per frame {large} / {small}",
+                flat,
+                FLAT_COST_MAX,
+                1 / FLAT_COST_MAX <= flat <= FLAT_COST_MAX,
+            )
         idle = run.get("idle")
         if idle:
             last = idle[-1]
-            check(stack, f"KB per idle socket at {last['sockets']}", last["kb_per_socket"], IDLE_KB_AT_10K_MAX,
-                  last["kb_per_socket"] <= IDLE_KB_AT_10K_MAX)
+            check(
+                stack,
+                f"KB per idle socket at {last['sockets']}",
+                last["kb_per_socket"],
+                IDLE_KB_AT_10K_MAX,
+                last["kb_per_socket"] <= IDLE_KB_AT_10K_MAX,
+            )
     return found
 
 
@@ -74,8 +115,10 @@ def _f(value: Any, digits: int = 1) -> str:
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     cells = [header] + [[_f(v) if not isinstance(v, str) else v for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
-             for row in cells]
+    lines = [
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        for row in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -85,14 +128,25 @@ def table(results: dict[str, Any]) -> str:
     idle_rows = []
     for stack, run in results["stacks"].items():
         for r in run.get("idle", []):
-            idle_rows.append([f"matchcast {stack}", r["sockets"], r["kb_per_socket"], r["rss_kb"] / 1024,
-                              r["idle_cpu_pct"], r["connect_per_s"]])
+            idle_rows.append(
+                [
+                    f"matchcast {stack}",
+                    r["sockets"],
+                    r["kb_per_socket"],
+                    r["rss_kb"] / 1024,
+                    r["idle_cpu_pct"],
+                    r["connect_per_s"],
+                ]
+            )
     for r in results.get("baseline_idle", []):
-        idle_rows.append(["baseline", r["sockets"], r["kb_per_socket"], r["rss_kb"] / 1024, r["idle_cpu_pct"],
-                          r["connect_per_s"]])
+        idle_rows.append(
+            ["baseline", r["sockets"], r["kb_per_socket"], r["rss_kb"] / 1024, r["idle_cpu_pct"], r["connect_per_s"]]
+        )
     if idle_rows:
-        parts.append("Idle sockets (one match)\n" + _table(
-            ["server", "sockets", "KB/socket", "RSS MB", "idle CPU %", "connects/s"], idle_rows))
+        parts.append(
+            "Idle sockets (one match)\n"
+            + _table(["server", "sockets", "KB/socket", "RSS MB", "idle CPU %", "connects/s"], idle_rows)
+        )
     fan_rows = []
     for stack, run in results["stacks"].items():
         fan = run.get("fanout")
@@ -100,48 +154,130 @@ def table(results: dict[str, Any]) -> str:
             continue
         for mine, base, ratio in zip(fan["matchcast"], fan["baseline"], fan["ratio"], strict=True):
             for name, r in ((f"matchcast {stack}", mine), ("baseline", base)):
-                fan_rows.append([name, r["spectators"], r["p50_ms"], r["p95_ms"], r["p99_ms"], r["max_ms"],
-                                 r["frames_per_s"] / 1000, r["cpu_us_per_frame"], r["server_cpu_pct"],
-                                 f"{r['delivery']:.4f}", r["closed_by_server"]])
-            fan_rows.append(["  ratio", mine["spectators"], *(f"x{ratio[k]:.2f}" for k in (
-                "p50_ms", "p95_ms", "p99_ms")), "", f"x{ratio['frames_per_s']:.2f}",
-                f"x{ratio['cpu_us_per_frame']:.2f}", "", "", ""])
+                fan_rows.append(
+                    [
+                        name,
+                        r["spectators"],
+                        r["p50_ms"],
+                        r["p95_ms"],
+                        r["p99_ms"],
+                        r["max_ms"],
+                        r["frames_per_s"] / 1000,
+                        r["cpu_us_per_frame"],
+                        r["server_cpu_pct"],
+                        f"{r['delivery']:.4f}",
+                        r["closed_by_server"],
+                    ]
+                )
+            fan_rows.append(
+                [
+                    "  ratio",
+                    mine["spectators"],
+                    *(f"x{ratio[k]:.2f}" for k in ("p50_ms", "p95_ms", "p99_ms")),
+                    "",
+                    f"x{ratio['frames_per_s']:.2f}",
+                    f"x{ratio['cpu_us_per_frame']:.2f}",
+                    "",
+                    "",
+                    "",
+                ]
+            )
     if fan_rows:
         interval = results.get("meta", {}).get("plan", {}).get("interval", 0.3)
-        parts.append(f"Fan-out (score updates {interval * 1000:g} ms apart; latency publish -> receive)\n" + _table(
-            ["server", "spectators", "p50 ms", "p95 ms", "p99 ms", "max ms", "kframes/s", "CPU us/frame",
-             "server CPU %", "delivery", "closed"], fan_rows))
+        parts.append(
+            f"Fan-out (score updates {interval * 1000:g} ms apart; latency publish -> receive)\n"
+            + _table(
+                [
+                    "server",
+                    "spectators",
+                    "p50 ms",
+                    "p95 ms",
+                    "p99 ms",
+                    "max ms",
+                    "kframes/s",
+                    "CPU us/frame",
+                    "server CPU %",
+                    "delivery",
+                    "closed",
+                ],
+                fan_rows,
+            )
+        )
     cost_rows = []
     for stack, run in results["stacks"].items():
         for key, cost in run.get("update_cost", {}).items():
             name = f"matchcast {stack}" if key == "matchcast" else f"baseline ({stack} run)"
             marginal = [r["marginal_us_per_frame"] for r in run["fanout"][key]]
-            cost_rows.append([name, cost["ms_per_update"], cost["latency_p50_ms"], cost["latency_p99_ms"],
-                              " / ".join(f"{m:.1f}" for m in marginal)])
+            cost_rows.append(
+                [
+                    name,
+                    cost["ms_per_update"],
+                    cost["latency_p50_ms"],
+                    cost["latency_p99_ms"],
+                    " / ".join(f"{m:.1f}" for m in marginal),
+                ]
+            )
     if cost_rows:
         sizes = " / ".join(str(r["spectators"]) for r in next(iter(results["stacks"].values()))["fanout"]["matchcast"])
-        parts.append("Cost of an update besides its fan-out (few spectators), and of each frame beyond it\n" + _table(
-            ["server", "CPU ms/update", "latency p50 ms", "p99 ms", f"marginal CPU us/frame at {sizes}"],
-            cost_rows))
+        parts.append(
+            "Cost of an update besides its fan-out (few spectators), and of each frame beyond it\n"
+            + _table(
+                ["server", "CPU ms/update", "latency p50 ms", "p99 ms", f"marginal CPU us/frame at {sizes}"], cost_rows
+            )
+        )
     stream_rows = []
     for stack, run in results["stacks"].items():
         s = run.get("stream")
         if s:
-            stream_rows.append([f"matchcast {stack}", s["spectators"], s["updates_sent"], s["frames_per_window_min"],
-                                s["frames_per_window_median"], s["max_gap_ms_median"], s["max_gap_ms_worst"],
-                                f"{s['last_value_intact']}/{s['spectators']}", s["closed_by_server"]])
+            stream_rows.append(
+                [
+                    f"matchcast {stack}",
+                    s["spectators"],
+                    s["updates_sent"],
+                    s["frames_per_window_min"],
+                    s["frames_per_window_median"],
+                    s["max_gap_ms_median"],
+                    s["max_gap_ms_worst"],
+                    f"{s['last_value_intact']}/{s['spectators']}",
+                    s["closed_by_server"],
+                ]
+            )
     if stream_rows:
         plan = results.get("meta", {}).get("plan", {})
-        title = (f"Score stream ({plan.get('stream_rate', 50):g} updates/s for {plan.get('stream_seconds', 10):g} s, "
-                 f"{plan.get('batch_window_ms', 100):g} ms window)")
-        parts.append(title + "\n" + _table(
-            ["server", "spectators", "updates", "frames/window min", "median", "longest gap ms median",
-             "worst", "last value intact", "closed"], stream_rows))
+        title = (
+            f"Score stream ({plan.get('stream_rate', 50):g} updates/s for {plan.get('stream_seconds', 10):g} s, "
+            f"{plan.get('batch_window_ms', 100):g} ms window)"
+        )
+        parts.append(
+            title
+            + "\n"
+            + _table(
+                [
+                    "server",
+                    "spectators",
+                    "updates",
+                    "frames/window min",
+                    "median",
+                    "longest gap ms median",
+                    "worst",
+                    "last value intact",
+                    "closed",
+                ],
+                stream_rows,
+            )
+        )
     checks = results.get("targets", [])
     if checks:
-        parts.append("Targets\n" + _table(["stack", "target", "value", "limit", "met"], [
-            [t["stack"], t["target"], f"{t['value']:.2f}", f"{t['limit']:g}", "yes" if t["met"] else "NO"]
-            for t in checks]))
+        parts.append(
+            "Targets\n"
+            + _table(
+                ["stack", "target", "value", "limit", "met"],
+                [
+                    [t["stack"], t["target"], f"{t['value']:.2f}", f"{t['limit']:g}", "yes" if t["met"] else "NO"]
+                    for t in checks
+                ],
+            )
+        )
     return "\n\n".join(parts)
 
 
@@ -164,15 +300,18 @@ def plot(results: dict[str, Any], path: Path) -> None:
             continue
         color = colors.get(stack, "tab:green")
         # Each stack's baseline is the one measured in the same minutes: dashed, in the stack's colour.
-        for label, rows, style in ((f"matchcast {stack}", fan["matchcast"], "-"),
-                                   (f"baseline ({stack} run)", fan["baseline"], "--")):
+        for label, rows, style in (
+            (f"matchcast {stack}", fan["matchcast"], "-"),
+            (f"baseline ({stack} run)", fan["baseline"], "--"),
+        ):
             xs = [r["spectators"] for r in rows]
             lat.plot(xs, [r["p99_ms"] for r in rows], style, color=color, marker="o", label=f"{label} p99")
             lat.plot(xs, [r["p50_ms"] for r in rows], style, color=color, marker="x", alpha=0.4, label=f"{label} p50")
             cpu.plot(xs, [r["cpu_us_per_frame"] for r in rows], style, color=color, marker="o", label=label)
             largest = rows[-1]
-            cdf.plot(largest["latency_cdf"], range(1, 101), style, color=color,
-                     label=f"{label} ({largest['spectators']})")
+            cdf.plot(
+                largest["latency_cdf"], range(1, 101), style, color=color, label=f"{label} ({largest['spectators']})"
+            )
     lat.axhline(P99_AT_3K_MAX_MS, color="grey", linewidth=0.8, linestyle=":")
     lat.set(title="Publish -> receive latency", xlabel="spectators", ylabel="ms")
     cpu.set(title="Server CPU per delivered frame", xlabel="spectators", ylabel="CPU us / frame", ylim=(0, None))
@@ -180,12 +319,18 @@ def plot(results: dict[str, Any], path: Path) -> None:
     for stack, run in results["stacks"].items():
         idle = run.get("idle")
         if idle:
-            mem.plot([r["sockets"] for r in idle], [r["kb_per_socket"] for r in idle], "-o",
-                     color=colors.get(stack, "tab:green"), label=f"matchcast {stack}")
+            mem.plot(
+                [r["sockets"] for r in idle],
+                [r["kb_per_socket"] for r in idle],
+                "-o",
+                color=colors.get(stack, "tab:green"),
+                label=f"matchcast {stack}",
+            )
     if results.get("baseline_idle"):
         rows = results["baseline_idle"]
-        mem.plot([r["sockets"] for r in rows], [r["kb_per_socket"] for r in rows], "--o", color="black",
-                 label="baseline")
+        mem.plot(
+            [r["sockets"] for r in rows], [r["kb_per_socket"] for r in rows], "--o", color="black", label="baseline"
+        )
     mem.axhline(IDLE_KB_AT_10K_MAX, color="grey", linewidth=0.8, linestyle=":")
     mem.set(title="Server memory per idle socket (RSS)", xlabel="sockets", ylabel="KB", ylim=(0, None))
     for ax in (lat, cpu, mem, cdf):

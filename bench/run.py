@@ -57,8 +57,21 @@ class Plan:
     idle_window: float = 4.0  # seconds of quiet over which idle CPU is measured
 
 
-SMOKE = Plan(idle=[4, 8], fanout=[3, 6], updates=3, interval=0.15, rounds=1, stream_rate=50, stream_seconds=1,
-             processes=2, settle=0.2, idle_settle=0.2, idle_window=0.5, cost_spectators=2, cost_updates=3)
+SMOKE = Plan(
+    idle=[4, 8],
+    fanout=[3, 6],
+    updates=3,
+    interval=0.15,
+    rounds=1,
+    stream_rate=50,
+    stream_seconds=1,
+    processes=2,
+    settle=0.2,
+    idle_settle=0.2,
+    idle_window=0.5,
+    cost_spectators=2,
+    cost_updates=3,
+)
 
 
 def cpu_split() -> tuple[list[int] | None, list[int] | None]:
@@ -76,8 +89,9 @@ def gc_summary(log: Path | None) -> str | None:
     return found[-1] if found else None
 
 
-def measure_fanout(load: LoadGenerator, plan: Plan, mine: servers.Target, base: servers.Target,
-                   stack_results: dict[str, Any]) -> None:
+def measure_fanout(
+    load: LoadGenerator, plan: Plan, mine: servers.Target, base: servers.Target, stack_results: dict[str, Any]
+) -> None:
     values = {mine.name: fanout.Values(), base.name: fanout.Values()}
     rows: dict[str, list[dict[str, Any]]] = {"matchcast": [], "baseline": []}
     costs = {}
@@ -85,8 +99,11 @@ def measure_fanout(load: LoadGenerator, plan: Plan, mine: servers.Target, base: 
         fanout.connect(load, target, plan.cost_spectators)
         time.sleep(plan.settle)
         costs[key] = fanout.update_cost(load, target, values[target.name], plan.cost_updates, plan.cost_interval)
-        print(f"  {target.name}: {costs[key]['ms_per_update']:.2f} ms CPU per update "
-              f"(with {plan.cost_spectators} spectators)", flush=True)
+        print(
+            f"  {target.name}: {costs[key]['ms_per_update']:.2f} ms CPU per update "
+            f"(with {plan.cost_spectators} spectators)",
+            flush=True,
+        )
     stack_results["update_cost"] = costs
     for size in plan.fanout:
         for target in (base, mine):
@@ -99,18 +116,23 @@ def measure_fanout(load: LoadGenerator, plan: Plan, mine: servers.Target, base: 
             for target in order:
                 spy = profiler(plan, target, size, round_, stack_results)
                 samples[target.name].append(
-                    fanout.measure(load, target, values[target.name], plan.updates, plan.interval))
+                    fanout.measure(load, target, values[target.name], plan.updates, plan.interval)
+                )
                 if spy is not None:
                     spy.wait(plan.updates * plan.interval + 30)
         for key, target in (("matchcast", mine), ("baseline", base)):
             figures = fanout.figures(samples[target.name])
             rows[key].append(figures)
-            print(f"  {target.name}: fan-out to {size}: p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms,"
-                  f" {figures['cpu_us_per_frame']:.1f} us CPU/frame, delivery {figures['delivery']:.4f}, "
-                  f"closed {figures['closed_by_server']}", flush=True)
+            print(
+                f"  {target.name}: fan-out to {size}: p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms,"
+                f" {figures['cpu_us_per_frame']:.1f} us CPU/frame, delivery {figures['delivery']:.4f}, "
+                f"closed {figures['closed_by_server']}",
+                flush=True,
+            )
         if size == plan.fanout[0] and plan.stream_seconds > 0:
-            stack_results["stream"] = stream.run(load, mine, values[mine.name], plan.stream_rate,
-                                                 plan.stream_seconds, plan.batch_window_ms)
+            stack_results["stream"] = stream.run(
+                load, mine, values[mine.name], plan.stream_rate, plan.stream_seconds, plan.batch_window_ms
+            )
     for key in rows:
         for row in rows[key]:
             # What each delivered frame costs once the update itself is paid for.
@@ -119,8 +141,9 @@ def measure_fanout(load: LoadGenerator, plan: Plan, mine: servers.Target, base: 
     stack_results["fanout"] = {**rows, "ratio": report.ratios(rows["matchcast"], rows["baseline"])}
 
 
-def profiler(plan: Plan, target: servers.Target, size: int, round_: int,
-             stack_results: dict[str, Any]) -> subprocess.Popen[bytes] | None:
+def profiler(
+    plan: Plan, target: servers.Target, size: int, round_: int, stack_results: dict[str, Any]
+) -> subprocess.Popen[bytes] | None:
     """py-spy recording `target` through one fan-out sample at the largest size, if asked."""
     if plan.profile is None or size != plan.fanout[-1] or round_ != 0:
         return None
@@ -132,17 +155,31 @@ def profiler(plan: Plan, target: servers.Target, size: int, round_: int,
     out = plan.profile / f"profile-{name}-{size}.svg"
     stack_results.setdefault("profiles", []).append(str(out))
     seconds = int(plan.updates * plan.interval + 3)
-    command = [spy, "record", "--pid", str(target.pid), "--duration", str(seconds), "--rate", "250",
-               "--nonblocking", "--output", str(out)]
+    command = [
+        spy,
+        "record",
+        "--pid",
+        str(target.pid),
+        "--duration",
+        str(seconds),
+        "--rate",
+        "250",
+        "--nonblocking",
+        "--output",
+        str(out),
+    ]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run_stack(stack: str, plan: Plan, load: LoadGenerator, workdir: Path, server_cpus: list[int] | None,
-              results: dict[str, Any]) -> None:
+def run_stack(
+    stack: str, plan: Plan, load: LoadGenerator, workdir: Path, server_cpus: list[int] | None, results: dict[str, Any]
+) -> None:
     print(f"== {stack}", flush=True)
     stack_results: dict[str, Any] = {}
-    with servers.baseline(workdir, server_cpus, plan.gc_tuning) as base, \
-            servers.matchcast(stack, workdir, server_cpus, plan.gc_tuning) as mine:
+    with (
+        servers.baseline(workdir, server_cpus, plan.gc_tuning) as base,
+        servers.matchcast(stack, workdir, server_cpus, plan.gc_tuning) as mine,
+    ):
         load.participant(base.name, base.participant_url, role=None)
         load.participant(mine.name, mine.participant_url)
         if plan.idle:
@@ -175,8 +212,10 @@ def run(plan: Plan, out: Path, argv: list[str], draw: bool = True) -> dict[str, 
     server_cpus, client_cpus = cpu_split()
     started = time.monotonic()
     results: dict[str, Any] = {"meta": meta(plan, argv), "stacks": {}}
-    with tempfile.TemporaryDirectory(prefix="matchcast-bench-") as tmp, \
-            LoadGenerator(plan.processes, client_cpus) as load:
+    with (
+        tempfile.TemporaryDirectory(prefix="matchcast-bench-") as tmp,
+        LoadGenerator(plan.processes, client_cpus) as load,
+    ):
         for stack in plan.stacks:
             run_stack(stack, plan, load, Path(tmp), server_cpus, results)
     results["meta"]["seconds"] = time.monotonic() - started
@@ -187,8 +226,12 @@ def run(plan: Plan, out: Path, argv: list[str], draw: bool = True) -> dict[str, 
     report.write_json(results, out / "latest.json")
     if draw:
         report.plot(results, out / "plot.png")
-    print(f"\nwrote {out / 'latest.json'}" + (f" and {out / 'plot.png'}" if draw else "")
-          + f" in {results['meta']['seconds']:.0f} s", flush=True)
+    print(
+        f"\nwrote {out / 'latest.json'}"
+        + (f" and {out / 'plot.png'}" if draw else "")
+        + f" in {results['meta']['seconds']:.0f} s",
+        flush=True,
+    )
     return results
 
 
@@ -204,10 +247,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=sizes, help="idle sizes, e.g. 1000,5000,10000 (empty: skip)")
     parser.add_argument("--fanout", type=sizes, help="fan-out sizes, e.g. 1000,3000,5000")
     parser.add_argument("--rounds", type=int, help="samples per server and size")
-    parser.add_argument("--no-gc-tuning", action="store_true",
-                        help="run both servers without the GC tuning (matchcast via bench/untuned.py)")
-    parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="record py-spy flame graphs of both servers during the largest fan-out into DIR")
+    parser.add_argument(
+        "--no-gc-tuning",
+        action="store_true",
+        help="run both servers without the GC tuning (matchcast via bench/untuned.py)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="record py-spy flame graphs of both servers during the largest fan-out into DIR",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and plot.png go")
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)

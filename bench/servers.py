@@ -68,18 +68,20 @@ def server_env(database_url: str, broadcast_url: str, secret: str) -> dict[str, 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MATCHCAST_")}
     if SERVER_PYTHONPATH:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [SERVER_PYTHONPATH, env.get("PYTHONPATH", "")]))
-    env.update({
-        "MATCHCAST_DATABASE_URL": database_url,
-        "MATCHCAST_BROADCAST_URL": broadcast_url,
-        "MATCHCAST_JWT_SECRET": secret,
-        # Its own channels on a shared Redis: never another server's (same match ids, other database).
-        "MATCHCAST_CHANNEL_PREFIX": "bench" + secrets.token_hex(6),
-        # The participant sends up to 50 frames a second (the score stream).
-        "MATCHCAST_RATE_LIMIT": "500/1s",
-        # An hour: no heartbeat ping lands in a measured window, no idle spectator is timed out.
-        "MATCHCAST_HEARTBEAT_INTERVAL": "3600",
-        "MATCHCAST_HEARTBEAT_TIMEOUT": "7200",
-    })
+    env.update(
+        {
+            "MATCHCAST_DATABASE_URL": database_url,
+            "MATCHCAST_BROADCAST_URL": broadcast_url,
+            "MATCHCAST_JWT_SECRET": secret,
+            # Its own channels on a shared Redis: never another server's (same match ids, other database).
+            "MATCHCAST_CHANNEL_PREFIX": "bench" + secrets.token_hex(6),
+            # The participant sends up to 50 frames a second (the score stream).
+            "MATCHCAST_RATE_LIMIT": "500/1s",
+            # An hour: no heartbeat ping lands in a measured window, no idle spectator is timed out.
+            "MATCHCAST_HEARTBEAT_INTERVAL": "3600",
+            "MATCHCAST_HEARTBEAT_TIMEOUT": "7200",
+        }
+    )
     return env
 
 
@@ -135,8 +137,12 @@ def pinned(cpus: list[int] | None) -> Any:
 
 
 def post_json(url: str, token: str, body: dict[str, Any]) -> Any:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as reply:
         return json.loads(reply.read())
 
@@ -150,8 +156,11 @@ def matchcast(stack: str, workdir: Path, cpus: list[int] | None, gc_tuning: bool
     secret = secrets.token_hex(32)
     with fresh_database(stack, workdir) as database_url:
         env = server_env(database_url, broadcast, secret)
-        demo = json.loads(subprocess.run([MATCHCAST, "demo", "--json"], env=env, cwd=workdir, check=True,
-                                         capture_output=True, timeout=120).stdout)
+        demo = json.loads(
+            subprocess.run(
+                [MATCHCAST, "demo", "--json"], env=env, cwd=workdir, check=True, capture_output=True, timeout=120
+            ).stdout
+        )
         match = next(m for m in demo["matches"] if m["round"] == 1)
         player = next(p for p in demo["players"] if p["id"] == match["participant1_id"])
         port = free_port()
@@ -161,8 +170,9 @@ def matchcast(stack: str, workdir: Path, cpus: list[int] | None, gc_tuning: bool
             if not gc_tuning:
                 command = [sys.executable, "-m", "bench.untuned", str(port)]
                 env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH", ""), str(ROOT)]))
-            process = subprocess.Popen(command, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
-                                       preexec_fn=pinned(cpus))
+            process = subprocess.Popen(
+                command, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, preexec_fn=pinned(cpus)
+            )
         try:
             wait_until_up(process, port, log, health=True)
             post_json(f"http://127.0.0.1:{port}/api/matches/{match['id']}/start", demo["organizer"]["token"], {})
@@ -180,8 +190,9 @@ def baseline(workdir: Path, cpus: list[int] | None, gc_tuning: bool = True) -> I
         command.append("--no-gc-tuning")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                   preexec_fn=pinned(cpus))
+        process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, preexec_fn=pinned(cpus)
+        )
     try:
         wait_until_up(process, port, log, health=False)
         yield Target("baseline", process.pid, port, 1, None, "baseline", log)

@@ -7,6 +7,7 @@ gap between two frames, and whether the last value sent is the last value seen.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from typing import Any
@@ -17,8 +18,9 @@ from bench.procstat import cpu_seconds
 from bench.servers import Target
 
 
-def run(load: LoadGenerator, target: Target, values: Values, rate: float, seconds: float,
-        window_ms: float) -> dict[str, Any]:
+def run(
+    load: LoadGenerator, target: Target, values: Values, rate: float, seconds: float, window_ms: float
+) -> dict[str, Any]:
     group = target.name
     count = int(rate * seconds)
     first = values.take(count)
@@ -38,7 +40,7 @@ def run(load: LoadGenerator, target: Target, values: Values, rate: float, second
         frames = [(v, t) for v, t in zip(socket_values, socket_times, strict=True) if first <= v <= last]
         per_window.append(len(frames) / windows if windows else float("nan"))
         times = [start_ns] + [t for _, t in frames]
-        gaps.append(max((b - a) / 1e6 for a, b in zip(times, times[1:], strict=False)) if frames else float("inf"))
+        gaps.append(max((b - a) / 1e6 for a, b in itertools.pairwise(times)) if frames else float("inf"))
         if frames and frames[-1][0] == last:
             last_latency.append((frames[-1][1] - sent[last]) / 1e6)
     intact = sum(1 for value in seen["last"] if value == last)
@@ -60,7 +62,10 @@ def run(load: LoadGenerator, target: Target, values: Values, rate: float, second
         "participant_errors": driven["errors"][:5],
         "server_cpu_pct": 100 * server_cpu / elapsed,
     }
-    print(f"  {target.name}: stream {rate:g}/s x {seconds:g}s to {result['spectators']}: frames/window min "
-          f"{result['frames_per_window_min']:.2f} median {result['frames_per_window_median']:.2f}, last value "
-          f"intact at {intact}/{result['spectators']}", flush=True)
+    print(
+        f"  {target.name}: stream {rate:g}/s x {seconds:g}s to {result['spectators']}: frames/window min "
+        f"{result['frames_per_window_min']:.2f} median {result['frames_per_window_median']:.2f}, last value "
+        f"intact at {intact}/{result['spectators']}",
+        flush=True,
+    )
     return result

@@ -40,8 +40,12 @@ class WatchedServer(Server):
 
     async def shutdown(self, sockets: Any = None) -> None:
         # Here, not after run(): uvicorn re-raises SIGTERM once it has shut down.
-        log.info("gc: %d full collections (longest %.1f ms, %.0f ms in all), untuned",
-                 self.watch.count, self.watch.longest * 1000, self.watch.total * 1000)
+        log.info(
+            "gc: %d full collections (longest %.1f ms, %.0f ms in all), untuned",
+            self.watch.count,
+            self.watch.longest * 1000,
+            self.watch.total * 1000,
+        )
         await super().shutdown(sockets)
 
 

@@ -29,8 +29,14 @@ def cli(tmp_path: Path):
 
     def run(*args: str, **env: str | None) -> subprocess.CompletedProcess[str]:
         environ = {k: v for k, v in (base | env).items() if v is not None}
-        return subprocess.run([sys.executable, "-m", "matchcast.cli", *args], cwd=tmp_path, env=environ,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "matchcast.cli", *args],
+            cwd=tmp_path,
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     run.db_path = tmp_path / "cli.db"  # type: ignore[attr-defined]
     return run
@@ -124,10 +130,16 @@ def test_demo_json(cli):
     [(password_hash,)] = query(cli.db_path, "SELECT password_hash FROM users WHERE id = ?", demo["organizer"]["id"])
     assert verify_password(password_hash, demo["organizer"]["password"])
     # The seeding's events are in the tournament room's log: 4 match_scheduled, then bracket_updated.
-    logged = query(cli.db_path, "SELECT id, type FROM events WHERE room = ? ORDER BY id",
-                   tournament_room(demo["tournament_id"]))
-    assert logged == [(1, "match_scheduled"), (2, "match_scheduled"), (3, "match_scheduled"),
-                      (4, "match_scheduled"), (5, "bracket_updated")]
+    logged = query(
+        cli.db_path, "SELECT id, type FROM events WHERE room = ? ORDER BY id", tournament_room(demo["tournament_id"])
+    )
+    assert logged == [
+        (1, "match_scheduled"),
+        (2, "match_scheduled"),
+        (3, "match_scheduled"),
+        (4, "match_scheduled"),
+        (5, "bracket_updated"),
+    ]
     second = json.loads(cli("demo", "--json").stdout)  # runs again beside the first, with new names
     assert second["tournament_id"] != demo["tournament_id"]
     assert second["organizer"]["username"] != demo["organizer"]["username"]
@@ -151,8 +163,11 @@ def test_demo_json_on_postgresql(cli):
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("MATCHCAST_HEARTBEAT_INTERVAL", "abc"), ("MATCHCAST_DATABASE_URL", "mysql://x"),
-     ("MATCHCAST_JWT_SECRET", "short")],
+    [
+        ("MATCHCAST_HEARTBEAT_INTERVAL", "abc"),
+        ("MATCHCAST_DATABASE_URL", "mysql://x"),
+        ("MATCHCAST_JWT_SECRET", "short"),
+    ],
 )
 def test_a_bad_variable_exits_2_with_one_line(cli, name, value):
     result = cli("db", "upgrade", **{name: value})

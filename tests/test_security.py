@@ -76,17 +76,35 @@ def test_wrong_secret():
         jwt.encode(claims(sub=" 12"), SECRET, algorithm="HS256"),
         jwt.encode(claims(sub="\u0661\u0662"), SECRET, algorithm="HS256"),  # Arabic-Indic digits
     ],
-    ids=["hs512", "hs384", "alg-none", "rs256-header", "garbage", "three-dots", "empty", "none", "no-exp",
-         "no-sub", "int-sub", "sub-abc", "sub-0", "sub-minus-1", "sub-guest-empty", "sub-fraction",
-         "sub-space", "sub-unicode-digits"],
+    ids=[
+        "hs512",
+        "hs384",
+        "alg-none",
+        "rs256-header",
+        "garbage",
+        "three-dots",
+        "empty",
+        "none",
+        "no-exp",
+        "no-sub",
+        "int-sub",
+        "sub-abc",
+        "sub-0",
+        "sub-minus-1",
+        "sub-guest-empty",
+        "sub-fraction",
+        "sub-space",
+        "sub-unicode-digits",
+    ],
 )
 def test_invalid_tokens_are_refused(token):
     with pytest.raises(TokenError):
         verify_token(SECRET, token)
 
 
-@pytest.mark.parametrize(("sub", "expected"), [("1", TokenSubject(1)), ("007", TokenSubject(7)),
-                                               ("guest:abc", TokenSubject(None, "abc"))])
+@pytest.mark.parametrize(
+    ("sub", "expected"), [("1", TokenSubject(1)), ("007", TokenSubject(7)), ("guest:abc", TokenSubject(None, "abc"))]
+)
 def test_parse_subject(sub, expected):
     assert parse_subject(sub) == expected
 

@@ -63,8 +63,11 @@ def test_every_variable_is_parsed(tmp_path):
 
 @pytest.mark.parametrize(
     ("url", "expected"),
-    [("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"), ("postgresql://u@h/d", "postgresql://u@h/d"),
-     ("postgres://u@h/d", "postgresql://u@h/d")],
+    [
+        ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+        ("postgresql://u@h/d", "postgresql://u@h/d"),
+        ("postgres://u@h/d", "postgresql://u@h/d"),
+    ],
 )
 def test_database_urls(tmp_path, url, expected):
     assert from_env(tmp_path, DATABASE_URL=url).database_url == expected
@@ -129,7 +132,7 @@ def test_every_parsed_variable_has_a_bad_value_case():
 @pytest.mark.parametrize(("interval", "timeout"), [("30", "30"), ("60", None), ("10", "5")])
 def test_heartbeat_timeout_must_exceed_interval(tmp_path, interval, timeout):
     variables = {"HEARTBEAT_INTERVAL": interval} | ({"HEARTBEAT_TIMEOUT": timeout} if timeout else {})
-    with pytest.raises(SettingsError, match="MATCHCAST_HEARTBEAT_TIMEOUT.*MATCHCAST_HEARTBEAT_INTERVAL"):
+    with pytest.raises(SettingsError, match=r"MATCHCAST_HEARTBEAT_TIMEOUT.*MATCHCAST_HEARTBEAT_INTERVAL"):
         from_env(tmp_path, **variables)
 
 

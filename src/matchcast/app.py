@@ -54,7 +54,7 @@ async def database_unavailable(conn: Request | WebSocket, exc: Exception) -> Res
     if isinstance(conn, WebSocket):
         try:
             await conn.close(WS_1011_INTERNAL_ERROR, reason=message)
-        except Exception:  # noqa: S110 - the socket may be gone already
+        except Exception:
             pass
         return None
     return api.error_response(errors.UNAVAILABLE, message)

@@ -71,8 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the ASGI app under uvicorn")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=port_number, default=8000)
-    serve.add_argument("--workers", type=positive_int, default=1,
-                       help="more than 1 needs MATCHCAST_BROADCAST_URL=redis://... or postgres://...")
+    serve.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="more than 1 needs MATCHCAST_BROADCAST_URL=redis://... or postgres://...",
+    )
     serve.set_defaults(command=cmd_serve)
 
     db = commands.add_parser("db", help="database schema").add_subparsers(metavar="ACTION", required=True)
@@ -195,8 +199,13 @@ async def create_demo(db: Database, jwt_secret: str) -> dict[str, Any]:
         "organizer": organizer,
         "players": players,
         "matches": [
-            {"id": m.id, "round": m.round, "participant1_id": m.participant1_id,
-             "participant2_id": m.participant2_id, "status": m.status}
+            {
+                "id": m.id,
+                "round": m.round,
+                "participant1_id": m.participant1_id,
+                "participant2_id": m.participant2_id,
+                "status": m.status,
+            }
             for m in rows
         ],
     }
@@ -205,8 +214,12 @@ async def create_demo(db: Database, jwt_secret: str) -> dict[str, Any]:
 async def demo_user(db: Database, jwt_secret: str, username: str) -> dict[str, Any]:
     password = secrets.token_urlsafe(12)
     user_id = await users.create_user(db, username, password)
-    return {"id": user_id, "username": username, "password": password,
-            "token": create_user_token(jwt_secret, user_id, DEMO_TOKEN_TTL)}
+    return {
+        "id": user_id,
+        "username": username,
+        "password": password,
+        "token": create_user_token(jwt_secret, user_id, DEMO_TOKEN_TTL),
+    }
 
 
 async def demo_tournament(db: Database, organizer: Actor | None, name: str, player_ids: list[int]) -> int:
@@ -228,8 +241,10 @@ def describe_demo(demo: dict[str, Any]) -> str:
     ]
     for match in demo["matches"]:
         if match["round"] == 1:
-            lines.append(f"    {DEMO_BASE_URL}/matches/{match['id']}  "
-                         f"(players {match['participant1_id']} v {match['participant2_id']}, {match['status']})")
+            lines.append(
+                f"    {DEMO_BASE_URL}/matches/{match['id']}  "
+                f"(players {match['participant1_id']} v {match['participant2_id']}, {match['status']})"
+            )
     lines.append("  Players (username / password):")
     lines += [f"    {p['username']} / {p['password']}  (id {p['id']})" for p in demo["players"]]
     lines.append("Start the server with `matchcast serve` if it is not running.")

@@ -32,8 +32,16 @@ DISPUTE_CREATED = "dispute_created"
 DISPUTE_RESOLVED = "dispute_resolved"
 BRACKET_UPDATED = "bracket_updated"
 EVENT_TYPES = frozenset(
-    {MATCH_SCHEDULED, MATCH_STARTED, SCORE_UPDATED, MATCH_COMPLETED, MATCH_CANCELLED, DISPUTE_CREATED,
-     DISPUTE_RESOLVED, BRACKET_UPDATED}
+    {
+        MATCH_SCHEDULED,
+        MATCH_STARTED,
+        SCORE_UPDATED,
+        MATCH_COMPLETED,
+        MATCH_CANCELLED,
+        DISPUTE_CREATED,
+        DISPUTE_RESOLVED,
+        BRACKET_UPDATED,
+    }
 )
 
 # Error codes of `error` frames.

@@ -74,7 +74,7 @@ def verify_token(secret: str, token: str | None) -> TokenSubject:
 def parse_subject(sub: object) -> TokenSubject:
     if isinstance(sub, str):
         if sub.startswith(GUEST_PREFIX) and len(sub) > len(GUEST_PREFIX):
-            return TokenSubject(user_id=None, guest=sub[len(GUEST_PREFIX):])
+            return TokenSubject(user_id=None, guest=sub[len(GUEST_PREFIX) :])
         if sub.isascii() and sub.isdigit() and len(sub) <= 18 and int(sub) > 0:
             return TokenSubject(user_id=int(sub))
     raise TokenError('token subject must be a user id ("12") or "guest:<name>"')

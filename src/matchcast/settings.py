@@ -142,9 +142,7 @@ def _database_url(name: str, raw: str) -> str:
 def _broadcast_url(name: str, raw: str) -> str:
     if raw == "memory://" or re.match(r"^(redis|rediss|postgres|postgresql)://.+$", raw):
         return raw
-    raise SettingsError(
-        f"{name} must be memory://, redis://HOST:PORT or postgres://USER@HOST/DB, got {raw!r}"
-    )
+    raise SettingsError(f"{name} must be memory://, redis://HOST:PORT or postgres://USER@HOST/DB, got {raw!r}")
 
 
 def _secret(name: str, raw: str) -> str:
@@ -157,9 +155,7 @@ def _origins(name: str, raw: str) -> tuple[str, ...]:
     origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
     for origin in origins:
         if not re.fullmatch(r"https?://[^/\s]+", origin):
-            raise SettingsError(
-                f"{name} must be comma-separated origins like https://example.org, got {origin!r}"
-            )
+            raise SettingsError(f"{name} must be comma-separated origins like https://example.org, got {origin!r}")
     return origins
 
 

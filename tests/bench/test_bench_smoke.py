@@ -50,4 +50,3 @@ def test_idle_reports_memory_per_socket(results: dict) -> None:
 def test_targets_are_evaluated(results: dict) -> None:
     names = {t["target"] for t in results["targets"]}
     assert any("p99" in name for name in names) and any("KB per idle socket" in name for name in names)
-

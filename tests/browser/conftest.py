@@ -16,8 +16,14 @@ from tests.support.databases import sqlite_url
 from tests.support.server import RunningServer, running_server, test_settings
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 TIMEOUT_MS = 5000
 
 expect.set_options(timeout=TIMEOUT_MS)
@@ -66,6 +72,7 @@ async def wait_until_true(page: Page, expression: str, timeout_ms: int = TIMEOUT
     Not page.wait_for_function: once its first check fails it polls with eval, which the
     pages' Content-Security-Policy (no 'unsafe-eval') refuses. page.evaluate is not subject to it.
     """
+
     async def check() -> None:
         while not await page.evaluate(expression):
             await asyncio.sleep(0.05)

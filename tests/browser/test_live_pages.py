@@ -69,9 +69,7 @@ async def test_spectators_see_a_score_set_through_the_organizer_form(
         assert await page.evaluate("window.notReloaded") is True
 
 
-async def test_a_dropped_spectator_reconnects_and_catches_up(
-    server: RunningServer, spectator: BrowserContext
-) -> None:
+async def test_a_dropped_spectator_reconnects_and_catches_up(server: RunningServer, spectator: BrowserContext) -> None:
     t, match = await server.factory.live_match(players=2)
     sockets: list[str] = []
     page = await spectator.new_page()
@@ -174,8 +172,11 @@ async def test_stale_scores_are_ignored_and_an_id_jump_resumes(
     await expect(page.locator("#match .side-1 .score")).to_have_text("1")
 
     (conn,) = list(server.realtime.hub.connections())
-    stale = {"type": "score_updated", "id": 4,
-             "data": {"match_id": match.id, "participant1_score": 9, "participant2_score": 9, "sequence": 1}}
+    stale = {
+        "type": "score_updated",
+        "id": 4,
+        "data": {"match_id": match.id, "participant1_score": 9, "participant2_score": 9, "sequence": 1},
+    }
     conn.offer(CONTROL, json.dumps(stale))  # CONTROL: the hub sends it as it is
     jump = {"type": "match_started", "id": 9, "data": {"match_id": match.id}}
     conn.offer(CONTROL, json.dumps(jump))

@@ -55,8 +55,9 @@ def test_upgrade_keeps_existing_rows(database_url):
     engine = sa.create_engine(sync_url(database_url), poolclass=sa.pool.NullPool)
     users = metadata.tables["users"]
     with engine.begin() as connection:
-        connection.execute(users.insert().values(username="kept", password_hash="x", is_staff=False,
-                                                 created_at=sa.func.now()))
+        connection.execute(
+            users.insert().values(username="kept", password_hash="x", is_staff=False, created_at=sa.func.now())
+        )
     upgrade(database_url)
     with engine.connect() as connection:
         assert connection.execute(sa.select(users.c.username)).scalars().all() == ["kept"]

@@ -42,6 +42,7 @@ async def test_queries_and_transactions_reuse_kept_connections(url: str) -> None
 
 async def test_concurrent_readers_get_connections_of_their_own(url: str) -> None:
     async with connected(url) as db:
+
         async def read() -> None:
             async with db.connection() as connection:
                 await connection.fetch_val("SELECT 1")
@@ -56,8 +57,9 @@ async def test_a_connection_given_back_inside_a_transaction_is_closed_not_kept(u
         pool = db._backend._pool
         connection = await pool.acquire()
         await connection.execute("BEGIN IMMEDIATE")
-        await connection.execute("INSERT INTO users (username, password_hash, is_staff, created_at) "
-                                 "VALUES ('half', 'x', 0, '2026-01-01')")
+        await connection.execute(
+            "INSERT INTO users (username, password_hash, is_staff, created_at) VALUES ('half', 'x', 0, '2026-01-01')"
+        )
         await pool.release(connection)
         assert connection not in pool._idle
         # Closing rolled it back, and released the write lock: another writer goes ahead at once.

@@ -26,14 +26,17 @@ async def test_token_for_a_right_password(server: RunningServer, http: httpx.Asy
     assert verify_token(server.settings.jwt_secret, body["access_token"]).user_id == user.user_id
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"username": "nobody", "password": "whatever-password"}, 401),
-    ({"username": "__USER__", "password": "wrong-password"}, 401),
-    ({"username": "__USER__"}, 400),
-    ({"username": 5, "password": "x"}, 400),
-    ([1, 2], 400),
-    ("not json", 400),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"username": "nobody", "password": "whatever-password"}, 401),
+        ({"username": "__USER__", "password": "wrong-password"}, 401),
+        ({"username": "__USER__"}, 400),
+        ({"username": 5, "password": "x"}, 400),
+        ([1, 2], 400),
+        ("not json", 400),
+    ],
+)
 async def test_token_refusals(server: RunningServer, http: httpx.AsyncClient, body: object, status: int) -> None:
     user = await server.factory.user()
     if isinstance(body, dict) and body.get("username") == "__USER__":
@@ -94,8 +97,9 @@ async def test_completion_validates_the_winner(server: RunningServer, http: http
     assert tied.status_code == 400 and "tied" in tied.json()["error"]["message"]
     wrong = await http.post(f"/api/matches/{match.id}/complete", json={"winner_id": outsider}, headers=organizer)
     assert wrong.status_code == 400
-    right = await http.post(f"/api/matches/{match.id}/complete", json={"winner_id": match.participant2_id},
-                            headers=organizer)
+    right = await http.post(
+        f"/api/matches/{match.id}/complete", json={"winner_id": match.participant2_id}, headers=organizer
+    )
     assert right.status_code == 200 and right.json()["status"] == "completed"
     assert right.json()["winner_id"] == match.participant2_id
 
@@ -109,7 +113,7 @@ async def test_healthz_is_exactly_ok(server: RunningServer, http: httpx.AsyncCli
 async def test_metrics_count_connections_frames_errors_and_closes(
     server: RunningServer, http: httpx.AsyncClient
 ) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     async with (
         server.client(f"/ws/match/{match.id}/", server.guest_token()) as spectator,
         server.client(f"/ws/match/{match.id}/", server.token(match.participant1_id)) as player,

@@ -171,8 +171,12 @@ async def test_twenty_spectators_join_rooms_concurrently(server: RunningServer) 
     t = await server.factory.seeded(8)
     first, second = [await server.factory.match(match_id) for match_id in t.match_ids[:2]]
     # 7 in the tournament room (the first start reaches them first), 13 in two match rooms
-    rooms = [(f"/ws/tournament/{t.id}/", first.id) if n % 3 == 0 else
-             (f"/ws/match/{(first, second)[n % 2].id}/", (first, second)[n % 2].id) for n in range(20)]
+    rooms = [
+        (f"/ws/tournament/{t.id}/", first.id)
+        if n % 3 == 0
+        else (f"/ws/match/{(first, second)[n % 2].id}/", (first, second)[n % 2].id)
+        for n in range(20)
+    ]
     joined = asyncio.Event()
 
     async def spectate(path: str) -> int:
@@ -184,8 +188,9 @@ async def test_twenty_spectators_join_rooms_concurrently(server: RunningServer) 
             return int(frame["data"]["match_id"])
 
     spectators = [asyncio.create_task(spectate(path)) for path, _ in rooms]
-    await wait_until(lambda: sum(len(r.connections) for r in server.realtime.hub.rooms.values()) == 20, 10,
-                     "20 spectators joined")
+    await wait_until(
+        lambda: sum(len(r.connections) for r in server.realtime.hub.rooms.values()) == 20, 10, "20 spectators joined"
+    )
     joined.set()
     for match in (first, second):
         await matches.start_match(server.realtime.db, server.realtime.hub, t.organizer, match.id)

@@ -69,8 +69,9 @@ async def broker(request: pytest.FixtureRequest, postgres_outage: PostgresCluste
 @asynccontextmanager
 async def two_instances(broker_url: str) -> AsyncIterator[tuple[RunningServer, RunningServer]]:
     async with fresh_postgres_database() as database:
-        settings = settings_with(broadcast_url=broker_url, database_url=database,
-                                 channel_prefix="t" + uuid.uuid4().hex[:8] + "_")
+        settings = settings_with(
+            broadcast_url=broker_url, database_url=database, channel_prefix="t" + uuid.uuid4().hex[:8] + "_"
+        )
         async with running_server(settings) as a, running_server(settings) as b:
             yield a, b
 
@@ -125,13 +126,17 @@ async def test_the_service_survives_a_broker_outage_and_loses_nothing(
         await asyncio.sleep(0.2)  # past the batching window: stored on its own
         await player.send({"type": "report_dispute", "reason": "the stream froze"})
         async with httpx.AsyncClient(timeout=5) as http:
-            reply = await http.post(f"{b.http}/api/matches/{match.id}/score", headers=organizer,
-                                    json={"participant1_score": 3, "participant2_score": 0})
+            reply = await http.post(
+                f"{b.http}/api/matches/{match.id}/score",
+                headers=organizer,
+                json={"participant1_score": 3, "participant2_score": 0},
+            )
         assert reply.status_code == 200, reply.text
         assert not [f for f in await player.quiet(0.3) if f["type"] == "error"]
         # A client joining during the outage gets the snapshot and the replay from the log.
-        late = await stack.enter_async_context(b.client(f"/ws/match/{match.id}/?last_event_id={seen_by_b}",
-                                                        b.guest_token()))
+        late = await stack.enter_async_context(
+            b.client(f"/ws/match/{match.id}/?last_event_id={seen_by_b}", b.guest_token())
+        )
         late_data = await late.established()
 
         # A room nobody on A watched yet: joining it waits for no broker.
@@ -181,7 +186,7 @@ async def test_a_server_starts_while_the_broker_is_down_and_connects_when_it_com
         await broker.start()
         await wait_until(lambda: _healthy(a), RECOVERY, "/healthz ok once the broker is up")
         await wait_until(lambda: _healthy(b), RECOVERY, "/healthz ok once the broker is up")
-        t, match = await a.factory.live_match()
+        _t, match = await a.factory.live_match()
         async with (
             a.client(f"/ws/match/{match.id}/", a.token(match.participant1_id)) as player,
             b.client(f"/ws/match/{match.id}/", b.guest_token()) as spectator,

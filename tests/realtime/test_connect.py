@@ -10,7 +10,7 @@ from tests.support.server import RunningServer
 
 
 async def test_match_room_welcomes_a_participant_with_the_snapshot(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     player = match.participant1_id
     async with server.client(f"/ws/match/{match.id}/", server.token(player)) as ws:
         data = await ws.established()
@@ -20,8 +20,19 @@ async def test_match_room_welcomes_a_participant_with_the_snapshot(server: Runni
     assert data["heartbeat_timeout"] == server.settings.heartbeat_timeout
     assert isinstance(data["server_time"], int) and isinstance(data["last_event_id"], int)
     state = data["state"]
-    for key in ("id", "tournament_id", "round", "status", "participant1", "participant2", "participant1_score",
-                "participant2_score", "sequence", "winner_id", "disputes"):
+    for key in (
+        "id",
+        "tournament_id",
+        "round",
+        "status",
+        "participant1",
+        "participant2",
+        "participant1_score",
+        "participant2_score",
+        "sequence",
+        "winner_id",
+        "disputes",
+    ):
         assert key in state
     assert state["status"] == "live" and state["participant1"]["id"] == player
     # match_scheduled and match_started were stored in the room's log already
@@ -73,12 +84,22 @@ async def test_authorization_header_is_accepted(server: RunningServer) -> None:
         assert (await ws.established())["role"] == "organizer"
 
 
-@pytest.mark.parametrize("token", [
-    None, "", "garbage", "a.b.c",
-    "expired", "wrong-secret", "unknown-user", "bad-subject", "no-exp",
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        None,
+        "",
+        "garbage",
+        "a.b.c",
+        "expired",
+        "wrong-secret",
+        "unknown-user",
+        "bad-subject",
+        "no-exp",
+    ],
+)
 async def test_bad_tokens_close_4001_after_accept(server: RunningServer, token: str | None) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     secret = server.settings.jwt_secret
     forged = {
         "expired": create_token(secret, str(match.participant1_id), -10),
@@ -88,6 +109,7 @@ async def test_bad_tokens_close_4001_after_accept(server: RunningServer, token: 
     }
     if token == "no-exp":
         from jose import jwt
+
         token = jwt.encode({"sub": str(match.participant1_id)}, secret, algorithm="HS256")
     token = forged.get(token or "", token)
     async with server.client(f"/ws/match/{match.id}/", token) as ws:
@@ -101,7 +123,7 @@ async def test_unknown_room_closes_4404(server: RunningServer, path: str) -> Non
 
 
 async def test_foreign_origin_is_refused_with_403_before_accept(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     with pytest.raises(InvalidStatus) as refused:
         async with server.client(f"/ws/match/{match.id}/", server.guest_token(), origin="http://evil.example"):
             pass

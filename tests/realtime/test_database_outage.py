@@ -65,8 +65,13 @@ async def test_requests_fail_clearly_change_nothing_and_recover(
         assert status == 503 and report["status"] == "degraded" and report["broadcast"] == "ok"
         assert report["database"].startswith("unavailable: "), report
 
-        reply = await request(server, "POST", f"/api/matches/{match.id}/score", headers=organizer,
-                              json={"participant1_score": 9, "participant2_score": 9})
+        reply = await request(
+            server,
+            "POST",
+            f"/api/matches/{match.id}/score",
+            headers=organizer,
+            json={"participant1_score": 9, "participant2_score": 9},
+        )
         assert reply.status_code == 503, reply.text
         assert reply.json()["error"]["code"] == "unavailable" and "database" in reply.json()["error"]["message"]
         assert (await request(server, "GET", f"/api/matches/{match.id}")).status_code == 503
@@ -87,8 +92,13 @@ async def test_requests_fail_clearly_change_nothing_and_recover(
         await player.send({"type": "score_update", "participant1_score": 1, "participant2_score": 0})
         (frame,) = await spectator.events(1)
         assert frame["id"] == seen + 1 and frame["data"]["participant1_score"] == 1
-        reply = await request(server, "POST", f"/api/matches/{match.id}/score", headers=organizer,
-                              json={"participant1_score": 2, "participant2_score": 0})
+        reply = await request(
+            server,
+            "POST",
+            f"/api/matches/{match.id}/score",
+            headers=organizer,
+            json={"participant1_score": 2, "participant2_score": 0},
+        )
         assert reply.status_code == 200, reply.text
         async with connected(server.settings.database_url) as db:
             assert await eventlog.last_id(db, room) >= seen + 1
@@ -102,15 +112,25 @@ async def test_connections_killed_by_the_server_are_replaced(
     database = server.settings.database_url.rsplit("/", 1)[1]
     async with connected(postgres_outage.admin_url) as admin:
         killed = await admin.fetch_val(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :name",
-            {"name": database})
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :name", {"name": database}
+        )
     assert killed >= 1
-    reply = await request(server, "POST", f"/api/matches/{match.id}/score", headers=organizer,
-                          json={"participant1_score": 1, "participant2_score": 0})
+    reply = await request(
+        server,
+        "POST",
+        f"/api/matches/{match.id}/score",
+        headers=organizer,
+        json={"participant1_score": 1, "participant2_score": 0},
+    )
     assert reply.status_code in (200, 503), reply.text  # at worst the one request on a dead connection
     await wait_until(lambda: healthy(server), RECOVERY, "/healthz ok")
-    reply = await request(server, "POST", f"/api/matches/{match.id}/score", headers=organizer,
-                          json={"participant1_score": 2, "participant2_score": 0})
+    reply = await request(
+        server,
+        "POST",
+        f"/api/matches/{match.id}/score",
+        headers=organizer,
+        json={"participant1_score": 2, "participant2_score": 0},
+    )
     assert reply.status_code == 200, reply.text
     assert reply.json()["participant1_score"] == 2
 

@@ -36,15 +36,27 @@ async def test_a_dispute_reaches_the_match_room_and_the_tournament_room(server: 
         snapshot = (await http.get(f"/api/matches/{match.id}")).json()
         assert [d["id"] for d in snapshot["disputes"]] == [dispute_id]
 
-        response = await http.post(f"/api/disputes/{dispute_id}/resolve", json={"resolution": "score stands"},
-                                   headers=bearer(server, t.organizer.user_id))
+        response = await http.post(
+            f"/api/disputes/{dispute_id}/resolve",
+            json={"resolution": "score stands"},
+            headers=bearer(server, t.organizer.user_id),
+        )
         assert response.status_code == 200 and response.json()["disputes"] == []
         for ws in (match_room, tournament_room):
             data = (await ws.recv_type("dispute_resolved"))["data"]
-            assert data == {**data, "dispute_id": dispute_id, "resolution": "score stands",
-                            "resolved_by_id": t.organizer.user_id, "match_id": match.id, "tournament_id": t.id}
-        again = await http.post(f"/api/disputes/{dispute_id}/resolve", json={"resolution": "twice"},
-                                headers=bearer(server, t.organizer.user_id))
+            assert data == {
+                **data,
+                "dispute_id": dispute_id,
+                "resolution": "score stands",
+                "resolved_by_id": t.organizer.user_id,
+                "match_id": match.id,
+                "tournament_id": t.id,
+            }
+        again = await http.post(
+            f"/api/disputes/{dispute_id}/resolve",
+            json={"resolution": "twice"},
+            headers=bearer(server, t.organizer.user_id),
+        )
         assert again.status_code == 409 and again.json()["error"]["code"] == "invalid_state"
 
 
@@ -68,8 +80,17 @@ async def test_completing_matches_advances_winners_and_schedules_the_next_round(
         events = await spectator.events(9)
         scheduled = await final_room.recv_type("match_scheduled")
     types = [e["type"] for e in events]
-    assert types == ["match_started", "score_updated", "match_completed", "bracket_updated",
-                     "match_started", "score_updated", "match_completed", "match_scheduled", "bracket_updated"]
+    assert types == [
+        "match_started",
+        "score_updated",
+        "match_completed",
+        "bracket_updated",
+        "match_started",
+        "score_updated",
+        "match_completed",
+        "match_scheduled",
+        "bracket_updated",
+    ]
     ids = [e["id"] for e in events]
     assert ids == list(range(established["last_event_id"] + 1, established["last_event_id"] + 10))
     final = events[7]["data"]
@@ -77,8 +98,14 @@ async def test_completing_matches_advances_winners_and_schedules_the_next_round(
     assert {final["participant1"]["id"], final["participant2"]["id"]} == {s.participant1_id for s in semis}
     assert scheduled["data"] == final
     completed = events[2]["data"]
-    assert set(completed) >= {"match_id", "tournament_id", "winner_id", "participant1_score",
-                              "participant2_score", "completed_at"}
+    assert set(completed) >= {
+        "match_id",
+        "tournament_id",
+        "winner_id",
+        "participant1_score",
+        "participant2_score",
+        "completed_at",
+    }
     bracket = events[8]["data"]["bracket"]
     assert bracket["rounds"][1]["matches"][0]["participant1"] is not None
 
@@ -95,8 +122,9 @@ async def test_ids_stay_contiguous_under_concurrent_publishers(server: RunningSe
 
             async def hammer(match_id: int) -> None:
                 for n in range(5):
-                    response = await http.post(f"/api/matches/{match_id}/score",
-                                               json={"participant1_score": n, "participant2_score": 0})
+                    response = await http.post(
+                        f"/api/matches/{match_id}/score", json={"participant1_score": n, "participant2_score": 0}
+                    )
                     assert response.status_code == 200
 
             await asyncio.gather(*(hammer(m) for m in live))
@@ -110,7 +138,7 @@ async def test_ids_stay_contiguous_under_concurrent_publishers(server: RunningSe
 
 async def test_events_are_one_encoded_text_per_room(server: RunningServer) -> None:
     """Two spectators of one room receive byte-identical frames."""
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     async with (
         server.client(f"/ws/match/{match.id}/", server.token(match.participant1_id)) as player,
         server.client(f"/ws/match/{match.id}/", server.guest_token()) as a,

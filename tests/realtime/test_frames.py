@@ -10,7 +10,7 @@ from tests.support.server import RunningServer
 
 
 async def test_ping_is_answered_with_pong(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as ws:
         await ws.established()
         await ws.send({"type": "ping", "timestamp": 1234567})
@@ -44,7 +44,7 @@ BAD_FRAMES = [
 
 @pytest.mark.parametrize("overrides", [{"rate_limit": RateLimit(100, 1)}])
 async def test_bad_frames_are_answered_and_change_nothing(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     before = await dump(server.realtime.db)
     async with server.client(f"/ws/match/{match.id}/", server.token(match.participant1_id)) as ws:
         await ws.established()
@@ -89,7 +89,7 @@ async def test_score_update_outside_a_live_match_is_invalid_state(server: Runnin
 
 
 async def test_score_update_in_a_tournament_room_is_refused(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    t, _match = await server.factory.live_match()
     async with server.client(f"/ws/tournament/{t.id}/", server.token(t.organizer.user_id)) as ws:
         await ws.established()
         await ws.send({"type": "score_update", "participant1_score": 1, "participant2_score": 0})

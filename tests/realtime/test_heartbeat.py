@@ -12,7 +12,7 @@ pytestmark = pytest.mark.parametrize("overrides", [{"heartbeat_interval": 0.3, "
 
 
 async def test_the_server_pings_every_interval(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as ws:
         data = await ws.established()
         assert (data["heartbeat_interval"], data["heartbeat_timeout"]) == (0.3, 1.0)
@@ -24,7 +24,7 @@ async def test_the_server_pings_every_interval(server: RunningServer) -> None:
 
 
 async def test_a_silent_client_is_closed_4004(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     loop = asyncio.get_running_loop()
     began = loop.time()  # before the socket opens: the server counts silence from its opening
     async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as ws:
@@ -34,7 +34,7 @@ async def test_a_silent_client_is_closed_4004(server: RunningServer) -> None:
 
 
 async def test_a_client_that_answers_pings_stays_open(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as ws:
         await ws.established()
         loop = asyncio.get_running_loop()

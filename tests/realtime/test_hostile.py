@@ -57,13 +57,14 @@ async def test_a_slow_consumer_leaves_its_room_even_if_it_never_reads_again(serv
         async def gone() -> None:
             while list(server.realtime.hub.connections()):
                 await asyncio.sleep(0.1)
+
         await asyncio.wait_for(gone(), 10)  # dropped after the close grace, though it never reads
     finally:
         stalled.transport.abort()
 
 
 async def test_deep_json_and_lone_surrogates_are_plain_validation_errors(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     before = await dump(server.realtime.db)
     async with server.client(f"/ws/match/{match.id}/", server.token(match.participant1_id)) as ws:
         await ws.established()
@@ -93,9 +94,11 @@ async def test_ids_of_thousands_of_digits_are_unknown_not_errors(server: Running
 
 
 async def test_the_organizer_api_refuses_a_participant_score(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
         response = await http.post(
-            f"/api/matches/{match.id}/score", json={"participant1_score": 9, "participant2_score": 0},
-            headers={"Authorization": f"Bearer {server.token(match.participant1_id)}"})
+            f"/api/matches/{match.id}/score",
+            json={"participant1_score": 9, "participant2_score": 0},
+            headers={"Authorization": f"Bearer {server.token(match.participant1_id)}"},
+        )
     assert response.status_code == 403 and json.loads(response.text)["error"]["code"] == "forbidden"

@@ -32,10 +32,13 @@ async def other_instance(server: RunningServer) -> AsyncIterator[RunningServer]:
 
 async def test_a_256_player_bracket_update_arrives_whole(server: RunningServer) -> None:
     t = await server.factory.seeded(PLAYERS)
-    first = next(m for m in await matches.matches_of(server.realtime.db, t.id)
-                 if m.round == 1 and m.status == matches.SCHEDULED)
-    async with other_instance(server) as watched, watched.client(f"/ws/tournament/{t.id}/",
-                                                                  watched.guest_token()) as spectator:
+    first = next(
+        m for m in await matches.matches_of(server.realtime.db, t.id) if m.round == 1 and m.status == matches.SCHEDULED
+    )
+    async with (
+        other_instance(server) as watched,
+        watched.client(f"/ws/tournament/{t.id}/", watched.guest_token()) as spectator,
+    ):
         data = await spectator.established()
         expected = data["state"]["bracket"]
         organizer = t.organizer

@@ -16,7 +16,7 @@ from tests.support.server import Client, RunningServer
 
 @pytest.mark.parametrize("overrides", [{"max_message_bytes": 1024}])
 async def test_a_frame_over_the_limit_closes_1009(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     async with server.client(f"/ws/match/{match.id}/", server.token(match.participant1_id)) as ws:
         await ws.established()
         await ws.send({"type": "report_dispute", "reason": "x" * 400})  # under the limit: fine
@@ -29,7 +29,7 @@ async def test_a_frame_over_the_limit_closes_1009(server: RunningServer) -> None
 
 @pytest.mark.parametrize("overrides", [{"rate_limit": RateLimit(3, 1)}])
 async def test_persistent_flooding_closes_4008(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as ws:
         await ws.established()
         for n in range(10):
@@ -51,7 +51,7 @@ async def test_persistent_flooding_closes_4008(server: RunningServer) -> None:
 
 @pytest.mark.parametrize("overrides", [{"rate_limit": RateLimit(2, 0.5)}])
 async def test_a_client_within_the_rate_is_never_limited(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as ws:
         await ws.established()
         for n in range(8):
@@ -90,13 +90,13 @@ async def test_a_client_that_does_not_read_is_closed_4009_and_nobody_waits(serve
 
 
 async def test_an_oversized_handshake_is_refused_promptly(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     reader, writer = await asyncio.open_connection(server.host, server.port)
     path = f"/ws/match/{match.id}/?token={'a' * 9000}"
     writer.write(
         f"GET {path} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        .encode()
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
     )
     await writer.drain()
     status_line = await asyncio.wait_for(reader.readline(), 5)

@@ -118,7 +118,7 @@ def client_view(updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def test_scores_alternating_between_instances_stay_monotonic(two: Deployment) -> None:
     a, b = two.instances
-    t, match = await two.factory.live_match()
+    _t, match = await two.factory.live_match()
     async with (
         a.client(f"/ws/match/{match.id}/", two.token(match.participant1_id)) as p1,
         b.client(f"/ws/match/{match.id}/", two.token(match.participant2_id)) as p2,
@@ -132,13 +132,16 @@ async def test_scores_alternating_between_instances_stay_monotonic(two: Deployme
         for n in range(1, updates + 1):
             await (p1 if n % 2 else p2).send({"type": "score_update", "participant1_score": n, "participant2_score": 0})
             await asyncio.sleep(0.02)
+
         async def all_stored() -> bool:  # every update is accepted, on either instance
             return (await two.factory.match(match.id)).sequence == updates
+
         await wait_until(all_stored, 10, f"{updates} score updates stored")
         final = await two.factory.match(match.id)
         for spectator in (on_a, on_b):
-            frames = await events_until(spectator, last[spectator], "score_updated",
-                                        lambda f: f["data"]["sequence"] == updates)
+            frames = await events_until(
+                spectator, last[spectator], "score_updated", lambda f: f["data"]["sequence"] == updates
+            )
             shown = client_view([f for f in frames if f["type"] == "score_updated"])
             sequences = [f["data"]["sequence"] for f in shown]
             assert sequences == sorted(set(sequences)) and sequences[-1] == updates, sequences
@@ -175,8 +178,11 @@ async def test_a_client_resumes_on_the_other_instance_without_loss(two: Deployme
     headers = {"Authorization": f"Bearer {two.token(t.organizer.user_id)}"}
     async with httpx.AsyncClient(timeout=5) as http:
         for n in range(1, 4):  # while the client is away, on instance A
-            reply = await http.post(f"{a.http}/api/matches/{match.id}/score", headers=headers,
-                                    json={"participant1_score": n, "participant2_score": 0})
+            reply = await http.post(
+                f"{a.http}/api/matches/{match.id}/score",
+                headers=headers,
+                json={"participant1_score": n, "participant2_score": 0},
+            )
             assert reply.status_code == 200, reply.text
         await http.post(f"{a.http}/api/matches/{match.id}/complete", headers=headers, json={})
     stored = await eventlog.last_id(two.db, f"match_{match.id}")
@@ -192,15 +198,18 @@ async def test_a_client_resumes_on_the_other_instance_without_loss(two: Deployme
 async def test_workers_share_rooms_through_the_broker(env: dict[str, str], tmp_path: Any) -> None:
     async for deployment in deploy(env, tmp_path, 1, workers=2):
         (server,) = deployment.instances
-        t, match = await deployment.factory.live_match()
+        _t, match = await deployment.factory.live_match()
         async with AsyncExitStack() as stack:
             player = await stack.enter_async_context(
-                server.client(f"/ws/match/{match.id}/", deployment.token(match.participant1_id)))
+                server.client(f"/ws/match/{match.id}/", deployment.token(match.participant1_id))
+            )
             await player.established()
             # The kernel hands each connection to either worker: with 8 spectators both are all but
             # certainly used, and each must get the score whichever worker it landed on.
-            spectators = [await stack.enter_async_context(server.client(f"/ws/match/{match.id}/", deployment.guest()))
-                          for _ in range(8)]
+            spectators = [
+                await stack.enter_async_context(server.client(f"/ws/match/{match.id}/", deployment.guest()))
+                for _ in range(8)
+            ]
             lasts = [(await s.established())["last_event_id"] for s in spectators]
             await player.send({"type": "score_update", "participant1_score": 7, "participant2_score": 5})
             for spectator, last in zip(spectators, lasts, strict=True):
@@ -210,7 +219,8 @@ async def test_workers_share_rooms_through_the_broker(env: dict[str, str], tmp_p
 
 def test_workers_on_memory_broadcast_are_refused() -> None:
     env = {**os.environ, "MATCHCAST_BROADCAST_URL": "memory://", "MATCHCAST_JWT_SECRET": TEST_SECRET}
-    result = subprocess.run([str(MATCHCAST), "serve", "--workers", "2", "--port", "0"], env=env,
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [str(MATCHCAST), "serve", "--workers", "2", "--port", "0"], env=env, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 2
     assert "memory://" in result.stderr and "--workers" in result.stderr

@@ -37,7 +37,7 @@ async def test_a_reconnecting_client_gets_what_it_missed_in_order(server: Runnin
 
 
 async def test_resume_from_zero_replays_the_whole_room(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     async with server.client(f"/ws/match/{match.id}/?last_event_id=0", server.guest_token()) as ws:
         data = await ws.established()
         events = await ws.events(data["last_event_id"])
@@ -92,8 +92,11 @@ async def test_an_event_stored_but_never_broadcast_still_arrives_in_order(server
     async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as ws:
         last = (await ws.established())["last_event_id"]
         # Stored in the log, never given to the broker (a crash, or a lost PUB/SUB message).
-        lost = Event("match_started", {"match_id": match.id, "tournament_id": t.id, "started_at": "lost"},
-                     (tournament_room(t.id), match_room(match.id)))
+        lost = Event(
+            "match_started",
+            {"match_id": match.id, "tournament_id": t.id, "started_at": "lost"},
+            (tournament_room(t.id), match_room(match.id)),
+        )
         await eventlog.store(server.realtime.db, [lost])
         await dispute(server, t, match, 1)
         events = await ws.events(2)

@@ -39,9 +39,7 @@ async def logged_sequences(db: Database, match_id: int) -> list[int]:
     return [json.loads(e.frame)["data"]["sequence"] for e in stored if e.type == SCORE_UPDATED]
 
 
-async def test_a_send_overtaken_by_a_rebuilt_one_is_not_stored_again(
-    db: Database, factory: Factory, hub: Hub
-) -> None:
+async def test_a_send_overtaken_by_a_rebuilt_one_is_not_stored_again(db: Database, factory: Factory, hub: Hub) -> None:
     t, match = await factory.live_match()
     player = t.players[0]
     # The window's send of score 1 waits for the lock while score 2 is committed and pending:

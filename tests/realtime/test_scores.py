@@ -36,8 +36,12 @@ async def test_a_score_reaches_both_rooms_at_once(server: RunningServer) -> None
         await player.send({"type": "score_update", "participant1_score": 3, "participant2_score": 1})
         for ws in (match_room, tournament_room):
             frame = await ws.recv_type("score_updated")
-            assert frame["data"] == {"match_id": match.id, "participant1_score": 3, "participant2_score": 1,
-                                     "sequence": 1}
+            assert frame["data"] == {
+                "match_id": match.id,
+                "participant1_score": 3,
+                "participant2_score": 1,
+                "sequence": 1,
+            }
             assert isinstance(frame["id"], int)
         # the leading edge of a window is not delayed by the window
         assert time.monotonic() - sent < 1.0
@@ -46,7 +50,7 @@ async def test_a_score_reaches_both_rooms_at_once(server: RunningServer) -> None
 
 @pytest.mark.parametrize("overrides", [{"rate_limit": FAST, "score_batch_window_ms": 300}])
 async def test_rapid_updates_are_coalesced_and_the_last_value_wins(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     async with (
         server.client(f"/ws/match/{match.id}/", server.token(match.participant1_id)) as player,
         server.client(f"/ws/match/{match.id}/", server.guest_token()) as spectator,
@@ -67,7 +71,7 @@ async def test_rapid_updates_are_coalesced_and_the_last_value_wins(server: Runni
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("overrides", [{"rate_limit": FAST, "score_batch_window_ms": 100}])
 async def test_a_continuous_stream_still_yields_a_frame_per_window(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     async with (
         server.client(f"/ws/match/{match.id}/", server.token(match.participant1_id)) as player,
         server.client(f"/ws/match/{match.id}/", server.guest_token()) as spectator,
@@ -91,6 +95,7 @@ async def test_a_continuous_stream_still_yields_a_frame_per_window(server: Runni
         async def last_arrived() -> None:
             while not received or received[-1][1]["data"]["sequence"] < 100:
                 await asyncio.sleep(0.05)
+
         await asyncio.wait_for(last_arrived(), 10)
         watcher.cancel()
     # never starved: at least one frame in every 200 ms of the stream, ~one per 100 ms window
@@ -135,7 +140,7 @@ async def test_match_completed_flushes_the_pending_score_and_is_never_delayed(se
 
 @pytest.mark.parametrize("overrides", [{"rate_limit": RateLimit(5, 1), "score_batch_window_ms": 50}])
 async def test_a_burst_under_a_low_rate_limit_keeps_the_last_accepted_score(server: RunningServer) -> None:
-    t, match = await server.factory.live_match()
+    _t, match = await server.factory.live_match()
     async with (
         server.client(f"/ws/match/{match.id}/", server.token(match.participant1_id)) as player,
         server.client(f"/ws/match/{match.id}/", server.guest_token()) as spectator,

@@ -25,16 +25,23 @@ async def test_sigterm_flushes_pending_scores_and_closes_1012(tmp_path: Path) ->
         "MATCHCAST_RATE_LIMIT": "100/1s",
     }
     demo = await asyncio.to_thread(
-        subprocess.run, [str(MATCHCAST), "demo", "--json"], env={**os.environ, **env},
-        capture_output=True, timeout=60, check=True)
+        subprocess.run,
+        [str(MATCHCAST), "demo", "--json"],
+        env={**os.environ, **env},
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
     created = json.loads(demo.stdout)
     match = created["matches"][0]
     player = next(p for p in created["players"] if p["id"] == match["participant1_id"])
     server = await ServerProcess(env, log_dir=tmp_path).start()
     try:
         async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
-            started = await http.post(f"/api/matches/{match['id']}/start",
-                                      headers={"Authorization": f"Bearer {created['organizer']['token']}"})
+            started = await http.post(
+                f"/api/matches/{match['id']}/start",
+                headers={"Authorization": f"Bearer {created['organizer']['token']}"},
+            )
             assert started.status_code == 200, started.text
         async with (
             server.client(f"/ws/match/{match['id']}/", player["token"]) as participant,

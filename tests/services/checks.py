@@ -19,8 +19,14 @@ EVENT_FIELDS = {
     "match_scheduled": {"match_id", "tournament_id", "round", "participant1", "participant2", "scheduled_at"},
     "match_started": {"match_id", "tournament_id", "started_at"},
     "score_updated": {"match_id", "participant1_score", "participant2_score", "sequence"},
-    "match_completed": {"match_id", "tournament_id", "winner_id", "participant1_score", "participant2_score",
-                        "completed_at"},
+    "match_completed": {
+        "match_id",
+        "tournament_id",
+        "winner_id",
+        "participant1_score",
+        "participant2_score",
+        "completed_at",
+    },
     "dispute_created": {"dispute_id", "match_id", "tournament_id", "reported_by_id", "reason", "created_at"},
     "dispute_resolved": {"dispute_id", "match_id", "tournament_id", "resolution", "resolved_by_id", "resolved_at"},
     "bracket_updated": {"tournament_id", "bracket"},
@@ -50,9 +56,7 @@ def assert_event(event: Event, event_type: str, tournament_id: int, match_id: in
     return event.data
 
 
-async def refused(
-    db: Database, publisher: DiscardingPublisher, code: str, action: Awaitable[Any]
-) -> DomainError:
+async def refused(db: Database, publisher: DiscardingPublisher, code: str, action: Awaitable[Any]) -> DomainError:
     """`action` fails with a DomainError of `code`, and neither a row nor an event results."""
     before = await dump(db)
     published = len(publisher.published)

@@ -94,7 +94,9 @@ def test_eight_players_seed_one_meets_seed_eight_first():
     assert first_round == [(1001, 1008), (1004, 1005), (1002, 1007), (1003, 1006)]
     assert not any(m.is_bye for m in planned)
     assert [(m.round, m.position, m.next_position, m.next_slot) for m in planned if m.round == 2] == [
-        (2, 0, 0, 1), (2, 1, 0, 2)]
+        (2, 0, 0, 1),
+        (2, 1, 0, 2),
+    ]
 
 
 def test_five_players_byes_go_to_seeds_one_to_three():

@@ -17,15 +17,24 @@ async def test_report_and_resolve(db, factory, publisher):
     assert (dispute.status, dispute.reason, dispute.reported_by_id) == ("open", "they lagged on purpose", p1.user_id)
     data = assert_event(publisher.published[-1], "dispute_created", t.id, match.id)
     assert (data["dispute_id"], data["reported_by_id"], data["reason"]) == (
-        dispute.id, p1.user_id, "they lagged on purpose")
+        dispute.id,
+        p1.user_id,
+        "they lagged on purpose",
+    )
     assert [d["id"] for d in (await match_snapshot(db, match.id))["disputes"]] == [dispute.id]
 
     resolved = await resolve_dispute(db, publisher, t.organizer, dispute.id, "replay the last round")
     assert (resolved.status, resolved.resolution, resolved.resolved_by_id) == (
-        "resolved", "replay the last round", t.organizer.user_id)
+        "resolved",
+        "replay the last round",
+        t.organizer.user_id,
+    )
     data = assert_event(publisher.published[-1], "dispute_resolved", t.id, match.id)
     assert (data["dispute_id"], data["resolution"], data["resolved_by_id"]) == (
-        dispute.id, "replay the last round", t.organizer.user_id)
+        dispute.id,
+        "replay the last round",
+        t.organizer.user_id,
+    )
     assert (await match_snapshot(db, match.id))["disputes"] == []
     assert (await matches.reload(db, match.id)).status == "live"  # a dispute does not stop the match
 
@@ -65,12 +74,14 @@ async def test_resolve_refusals_change_nothing(db, factory, publisher):
     for actor in (p1, p2, await factory.user(), None):
         await refused(db, publisher, FORBIDDEN, resolve_dispute(db, publisher, actor, dispute.id, "no"))
     for resolution in ("", " ", "x" * 501, None):
-        await refused(db, publisher, VALIDATION_ERROR,
-                      resolve_dispute(db, publisher, t.organizer, dispute.id, resolution))
+        await refused(
+            db, publisher, VALIDATION_ERROR, resolve_dispute(db, publisher, t.organizer, dispute.id, resolution)
+        )
     await refused(db, publisher, NOT_FOUND, resolve_dispute(db, publisher, t.organizer, 999_999, "ok"))
     await refused(db, publisher, VALIDATION_ERROR, resolve_dispute(db, publisher, t.organizer, "1", "ok"))
     staff = await factory.user(staff=True)
     await resolve_dispute(db, publisher, staff, dispute.id, "upheld")
-    error = await refused(db, publisher, INVALID_STATE,
-                          resolve_dispute(db, publisher, t.organizer, dispute.id, "again"))
+    error = await refused(
+        db, publisher, INVALID_STATE, resolve_dispute(db, publisher, t.organizer, dispute.id, "again")
+    )
     assert "already resolved" in error.message

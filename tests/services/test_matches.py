@@ -48,7 +48,12 @@ async def test_full_four_player_flow(db, factory, publisher):
     mark = len(publisher.published)
     await play(db, publisher, org, semi2.id, 2, 2, winner_id=s3.user_id)
     assert types(publisher, mark) == [
-        "match_started", "score_updated", "match_completed", "match_scheduled", "bracket_updated"]
+        "match_started",
+        "score_updated",
+        "match_completed",
+        "match_scheduled",
+        "bracket_updated",
+    ]
     data = assert_event(publisher.published[-2], "match_scheduled", t.id, final.id)
     assert data["participant1"] == {"id": s4.user_id, "name": s4.username}
     assert data["participant2"] == {"id": s3.user_id, "name": s3.username}
@@ -69,8 +74,11 @@ async def test_playing_every_match_crowns_one_champion(db, factory, publisher, p
     t = await factory.seeded(players)
     played = 0
     while (await tournaments.get_tournament(db, t.id)).status != "completed":
-        ready = [m for m in await matches.matches_of(db, t.id)
-                 if m.status == "scheduled" and m.participant1_id and m.participant2_id]
+        ready = [
+            m
+            for m in await matches.matches_of(db, t.id)
+            if m.status == "scheduled" and m.participant1_id and m.participant2_id
+        ]
         assert ready, "the tournament is stuck: no match is ready to play"
         await play(db, publisher, t.organizer, ready[0].id, 1, 0)
         played += 1
@@ -96,8 +104,7 @@ async def test_sequence_increases_by_one_per_accepted_update(db, factory, publis
 
 async def test_concurrent_score_updates_get_distinct_sequences(db, factory, publisher):
     t, match = await factory.live_match()
-    rows = await asyncio.gather(*(
-        update_score(db, publisher, t.organizer, match.id, i, 20 - i) for i in range(20)))
+    rows = await asyncio.gather(*(update_score(db, publisher, t.organizer, match.id, i, 20 - i) for i in range(20)))
     assert sorted(r.sequence for r in rows) == list(range(1, 21))
     events = [e for e in publisher.published if e.type == "score_updated"]
     assert sorted(e.data["sequence"] for e in events) == list(range(1, 21))
@@ -123,8 +130,7 @@ async def test_score_limits_are_inclusive(db, factory, publisher):
 async def test_scoring_needs_a_live_match(db, factory, publisher):
     t = await factory.seeded(4)
     scheduled = (await matches.matches_of(db, t.id))[0]
-    error = await refused(db, publisher, INVALID_STATE,
-                          update_score(db, publisher, t.organizer, scheduled.id, 1, 0))
+    error = await refused(db, publisher, INVALID_STATE, update_score(db, publisher, t.organizer, scheduled.id, 1, 0))
     assert "scheduled" in error.message
     await play(db, publisher, t.organizer, scheduled.id, 1, 0)
     await refused(db, publisher, INVALID_STATE, update_score(db, publisher, t.organizer, scheduled.id, 2, 0))
@@ -206,8 +212,19 @@ async def test_match_snapshot(db, factory, publisher):
     t, match = await factory.live_match()
     await update_score(db, publisher, t.organizer, match.id, 4, 2)
     snapshot = await match_snapshot(db, match.id)
-    assert {"id", "tournament_id", "round", "status", "participant1", "participant2", "participant1_score",
-            "participant2_score", "sequence", "winner_id", "disputes"} <= set(snapshot)
+    assert {
+        "id",
+        "tournament_id",
+        "round",
+        "status",
+        "participant1",
+        "participant2",
+        "participant1_score",
+        "participant2_score",
+        "sequence",
+        "winner_id",
+        "disputes",
+    } <= set(snapshot)
     assert (snapshot["status"], snapshot["sequence"], snapshot["participant1_score"]) == ("live", 1, 4)
     assert snapshot["participant1"] == {"id": t.players[0].user_id, "name": t.players[0].username}
     assert snapshot["disputes"] == []

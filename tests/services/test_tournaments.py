@@ -51,10 +51,8 @@ async def test_register_refusals_change_nothing(db, factory, publisher):
     tournament = await factory.tournament(1)
     outsider, player = await factory.user(), tournament.players[0]
     organizer = tournament.organizer
-    await refused(db, publisher, CONFLICT,
-                  tournaments.register_player(db, organizer, tournament.id, player.user_id))
-    await refused(db, publisher, FORBIDDEN,
-                  tournaments.register_player(db, outsider, tournament.id, outsider.user_id))
+    await refused(db, publisher, CONFLICT, tournaments.register_player(db, organizer, tournament.id, player.user_id))
+    await refused(db, publisher, FORBIDDEN, tournaments.register_player(db, outsider, tournament.id, outsider.user_id))
     await refused(db, publisher, FORBIDDEN, tournaments.register_player(db, None, tournament.id, outsider.user_id))
     await refused(db, publisher, NOT_FOUND, tournaments.register_player(db, organizer, tournament.id, 999_999))
     await refused(db, publisher, NOT_FOUND, tournaments.register_player(db, organizer, tournament.id, "2"))
@@ -78,7 +76,11 @@ async def test_seed_eight_players(db, factory, publisher):
     first = [r for r in rows if r.round == 1]
     seeds = [p.user_id for p in tournament.players]
     assert [(r.participant1_id, r.participant2_id) for r in first] == [
-        (seeds[0], seeds[7]), (seeds[3], seeds[4]), (seeds[1], seeds[6]), (seeds[2], seeds[5])]
+        (seeds[0], seeds[7]),
+        (seeds[3], seeds[4]),
+        (seeds[1], seeds[6]),
+        (seeds[2], seeds[5]),
+    ]
     assert all(r.status == "scheduled" and r.scheduled_at is not None and not r.is_bye for r in first)
     later = [r for r in rows if r.round > 1]
     assert all(r.participant1_id is None and r.participant2_id is None and r.scheduled_at is None for r in later)
@@ -102,7 +104,9 @@ async def test_seed_five_players_advances_byes(db, factory, publisher):
     assert sorted(r.winner_id for r in byes) == sorted(s[:3])
     assert all(r.status == "completed" and r.completed_at is not None for r in byes)
     assert rows[(1, 1)].status == "scheduled" and (rows[(1, 1)].participant1_id, rows[(1, 1)].participant2_id) == (
-        s[3], s[4])
+        s[3],
+        s[4],
+    )
     # Seeds 2 and 3 both had byes: their round-2 match is scheduled at once.
     assert (rows[(2, 1)].participant1_id, rows[(2, 1)].participant2_id) == (s[1], s[2])
     assert rows[(2, 1)].scheduled_at is not None
@@ -111,8 +115,12 @@ async def test_seed_five_players_advances_byes(db, factory, publisher):
     assert rows[(2, 0)].scheduled_at is None
     scheduled = [e for e in publisher.published if e.type == "match_scheduled"]
     assert sorted(e.data["match_id"] for e in scheduled) == sorted([rows[(1, 1)].id, rows[(2, 1)].id])
-    assert_event(next(e for e in scheduled if e.data["match_id"] == rows[(2, 1)].id), "match_scheduled",
-                 tournament.id, rows[(2, 1)].id)
+    assert_event(
+        next(e for e in scheduled if e.data["match_id"] == rows[(2, 1)].id),
+        "match_scheduled",
+        tournament.id,
+        rows[(2, 1)].id,
+    )
 
 
 async def test_seed_three_players_gives_seed_one_a_bye_into_the_final(db, factory, publisher):
@@ -123,7 +131,10 @@ async def test_seed_three_players_gives_seed_one_a_bye_into_the_final(db, factor
     assert rows[(1, 0)].is_bye and rows[(1, 0)].winner_id == s[0]
     assert (rows[(1, 1)].participant1_id, rows[(1, 1)].participant2_id) == (s[1], s[2])
     assert (rows[(2, 0)].participant1_id, rows[(2, 0)].participant2_id, rows[(2, 0)].status) == (
-        s[0], None, "scheduled")
+        s[0],
+        None,
+        "scheduled",
+    )
 
 
 async def test_seed_refusals_change_nothing(db, factory, publisher):
@@ -136,12 +147,14 @@ async def test_seed_refusals_change_nothing(db, factory, publisher):
     await refused(db, publisher, FORBIDDEN, tournaments.seed_bracket(db, publisher, player, tournament.id))
     await refused(db, publisher, FORBIDDEN, tournaments.seed_bracket(db, publisher, None, tournament.id))
     await tournaments.seed_bracket(db, publisher, tournament.organizer, tournament.id)
-    error = await refused(db, publisher, INVALID_STATE,
-                          tournaments.seed_bracket(db, publisher, tournament.organizer, tournament.id))
+    error = await refused(
+        db, publisher, INVALID_STATE, tournaments.seed_bracket(db, publisher, tournament.organizer, tournament.id)
+    )
     assert "already seeded" in error.message
     late = await factory.user()
-    await refused(db, publisher, INVALID_STATE,
-                  tournaments.register_player(db, tournament.organizer, tournament.id, late.user_id))
+    await refused(
+        db, publisher, INVALID_STATE, tournaments.register_player(db, tournament.organizer, tournament.id, late.user_id)
+    )
     await refused(db, publisher, NOT_FOUND, tournaments.seed_bracket(db, publisher, tournament.organizer, 999_999))
 
 
@@ -157,7 +170,8 @@ async def test_snapshot_after_seeding(db, factory):
 async def test_concurrent_seeding_seeds_once(db, factory, publisher):
     t = await factory.tournament(4)
     results = await asyncio.gather(
-        *(tournaments.seed_bracket(db, publisher, t.organizer, t.id) for _ in range(3)), return_exceptions=True)
+        *(tournaments.seed_bracket(db, publisher, t.organizer, t.id) for _ in range(3)), return_exceptions=True
+    )
     seeded = [r for r in results if isinstance(r, list)]
     refusals = [r for r in results if isinstance(r, errors.DomainError)]
     assert len(seeded) == 1 and len(refusals) == 2, results
@@ -169,7 +183,7 @@ async def test_concurrent_registration_registers_once(db, factory, publisher):
     t = await factory.tournament(0)
     player = await factory.user()
     results = await asyncio.gather(
-        *(tournaments.register_player(db, t.organizer, t.id, player.user_id) for _ in range(3)),
-        return_exceptions=True)
+        *(tournaments.register_player(db, t.organizer, t.id, player.user_id) for _ in range(3)), return_exceptions=True
+    )
     assert sorted(type(r).__name__ for r in results) == ["DomainError", "DomainError", "NoneType"], results
     assert [p.id for p in await tournaments.registered_players(db, t.id)] == [player.user_id]

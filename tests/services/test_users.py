@@ -31,8 +31,15 @@ async def test_duplicate_username_is_a_conflict_and_changes_nothing(db):
     assert await dump(db) == before
 
 
-BAD_CREDENTIALS = [("", "long-enough"), ("has space", "long-enough"), ("x" * 51, "long-enough"),
-                   (None, "long-enough"), ("carol", "short"), ("carol", "p" * 1025), ("carol", None)]
+BAD_CREDENTIALS = [
+    ("", "long-enough"),
+    ("has space", "long-enough"),
+    ("x" * 51, "long-enough"),
+    (None, "long-enough"),
+    ("carol", "short"),
+    ("carol", "p" * 1025),
+    ("carol", None),
+]
 
 
 async def test_bad_username_or_password_is_refused(db):
@@ -54,8 +61,9 @@ async def test_usernames_and_list(db, factory):
 
 
 async def test_concurrent_creation_of_one_name_creates_one_user(db):
-    results = await asyncio.gather(*(users.create_user(db, "dup", "password-123") for _ in range(3)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(users.create_user(db, "dup", "password-123") for _ in range(3)), return_exceptions=True
+    )
     assert sorted(type(r).__name__ for r in results) == ["DomainError", "DomainError", "int"], results
     assert all(r.code == errors.CONFLICT for r in results if isinstance(r, errors.DomainError))
     assert len(await users.list_users(db)) == 1

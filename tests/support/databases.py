@@ -91,7 +91,7 @@ def run_in_thread(make: Callable[[], Awaitable[T]]) -> T:
     def target() -> None:
         try:
             result["value"] = asyncio.run(make())  # type: ignore[arg-type]
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+        except BaseException as exc:
             result["error"] = exc
 
     thread = threading.Thread(target=target)
@@ -115,8 +115,6 @@ def fresh_postgres_database_sync(migrate: bool = True, admin_url: str = ADMIN_UR
 
 def sqlite_url(directory: Path, name: str = "test.db") -> str:
     return f"sqlite:///{directory / name}"
-
-
 
 
 async def dump(db: Database) -> dict[str, list[dict[str, Any]]]:

@@ -46,7 +46,8 @@ class Factory:
         """A user whose password is PASSWORD."""
         username = username or f"user{next(self._numbers)}-{self._suffix}"
         query = users.insert().values(
-            username=username, password_hash=password_hash(), is_staff=staff, created_at=utcnow())
+            username=username, password_hash=password_hash(), is_staff=staff, created_at=utcnow()
+        )
         user_id = int(await self.db.fetch_val(query.returning(users.c.id)))
         return Actor(user_id, username, staff)
 
@@ -67,14 +68,18 @@ class Factory:
         """A tournament with its bracket seeded: first-round matches scheduled, byes advanced."""
         tournament = await self.tournament(players, organizer=organizer)
         tournament.match_ids = await tournaments.seed_bracket(
-            self.db, self.publisher, tournament.organizer, tournament.id)
+            self.db, self.publisher, tournament.organizer, tournament.id
+        )
         return tournament
 
     async def live_match(self, players: int = 2) -> tuple[Tournament, Any]:
         """A seeded tournament and its first playable first-round match, started."""
         tournament = await self.seeded(players)
-        first = next(m for m in await matches.matches_of(self.db, tournament.id)
-                     if m.round == 1 and m.status == matches.SCHEDULED)
+        first = next(
+            m
+            for m in await matches.matches_of(self.db, tournament.id)
+            if m.round == 1 and m.status == matches.SCHEDULED
+        )
         match = await matches.start_match(self.db, self.publisher, tournament.organizer, first.id)
         return tournament, match
 

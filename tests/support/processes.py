@@ -33,8 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 MATCHCAST = Path(sys.executable).parent / "matchcast"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
-POSTGRES_BIN = Path(os.environ.get("MATCHCAST_TEST_POSTGRES_BIN", "")) if os.environ.get(
-    "MATCHCAST_TEST_POSTGRES_BIN") else None
+POSTGRES_BIN = (
+    Path(os.environ.get("MATCHCAST_TEST_POSTGRES_BIN", "")) if os.environ.get("MATCHCAST_TEST_POSTGRES_BIN") else None
+)
 
 
 def free_port() -> int:
@@ -134,8 +135,17 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}"
 
     def _launch(self) -> subprocess.Popen[bytes]:
-        command = [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                   "--save", "", "--appendonly", "no"]
+        command = [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     async def start(self) -> RedisServer:
@@ -208,8 +218,7 @@ class PostgresCluster:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "-t", "30",
-                  "start")
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "-t", "30", "start")
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop")

@@ -76,11 +76,13 @@ class Client:
 
     async def recv_type(self, *types: str, timeout: float = RECV_TIMEOUT) -> dict[str, Any]:
         """The next frame of one of `types`, skipping pings and anything else."""
+
         async def wait() -> dict[str, Any]:
             while True:
                 frame = await self.recv(timeout)
                 if frame["type"] in types:
                     return frame
+
         return await asyncio.wait_for(wait(), timeout)
 
     async def established(self) -> dict[str, Any]:
@@ -96,6 +98,7 @@ class Client:
                 frame = await self.recv(timeout)
                 if "id" in frame:
                     found.append(frame)
+
         await asyncio.wait_for(collect(), timeout)
         return found
 
@@ -113,12 +116,14 @@ class Client:
 
     async def closed(self, timeout: float = RECV_TIMEOUT) -> int | None:
         """Read until the server closes; return the close code."""
+
         async def drain() -> int | None:
             try:
                 while True:
                     await self.ws.recv()
             except ConnectionClosed as exc:
                 return exc.rcvd.code if exc.rcvd else None
+
         return await asyncio.wait_for(drain(), timeout)
 
 
@@ -131,12 +136,14 @@ def test_settings(**changes: Any) -> Settings:
 async def running_server(settings: Settings) -> AsyncIterator[RunningServer]:
     server = Server(config(create_app(settings), settings, port=0, log_level="warning"))
     task = asyncio.create_task(server.serve())
+
     async def started() -> None:
         while not server.started:
             if task.done():
                 task.result()
                 raise RuntimeError("server stopped during start-up")
             await asyncio.sleep(0.01)
+
     await asyncio.wait_for(started(), 20)
     host, port = server.servers[0].sockets[0].getsockname()[:2]
     try:
@@ -146,4 +153,4 @@ async def running_server(settings: Settings) -> AsyncIterator[RunningServer]:
         await asyncio.wait_for(task, 20)
 
 
-__all__ = ["RunningServer", "Client", "running_server", "test_settings", "websockets"]
+__all__ = ["Client", "RunningServer", "running_server", "test_settings", "websockets"]

@@ -23,8 +23,9 @@ def csrf_of(page: str) -> str:
 
 async def log_in(client: httpx.AsyncClient, username: str, password: str = PASSWORD) -> httpx.Response:
     page = await client.get("/login")
-    return await client.post("/login", data={"csrf_token": csrf_of(page.text), "username": username,
-                                             "password": password})
+    return await client.post(
+        "/login", data={"csrf_token": csrf_of(page.text), "username": username, "password": password}
+    )
 
 
 async def post_form(client: httpx.AsyncClient, path: str, data: dict[str, Any] | None = None) -> httpx.Response:

@@ -39,14 +39,19 @@ async def refused_changes_nothing(
 
 # -- sessions ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method,path", [
-    ("GET", "/organize/"), ("GET", "/organize/tournaments/1"), ("POST", "/organize/tournaments"),
-    ("POST", "/organize/tournaments/1/seed"), ("POST", "/organize/matches/1/score"),
-    ("POST", "/organize/disputes/1/resolve"),
-])
-async def test_organize_without_a_session_redirects_to_login(
-    client: httpx.AsyncClient, method: str, path: str
-) -> None:
+
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("GET", "/organize/"),
+        ("GET", "/organize/tournaments/1"),
+        ("POST", "/organize/tournaments"),
+        ("POST", "/organize/tournaments/1/seed"),
+        ("POST", "/organize/matches/1/score"),
+        ("POST", "/organize/disputes/1/resolve"),
+    ],
+)
+async def test_organize_without_a_session_redirects_to_login(client: httpx.AsyncClient, method: str, path: str) -> None:
     response = await client.request(method, path)
     assert response.status_code == 303 and response.headers["location"] == "/login"
 
@@ -78,6 +83,7 @@ async def test_logout_ends_the_session(server: RunningServer, client: httpx.Asyn
 
 
 # -- CSRF ---------------------------------------------------------------------------------------
+
 
 async def test_login_without_a_valid_csrf_token_is_refused(server: RunningServer, client: httpx.AsyncClient) -> None:
     user = await server.factory.user()
@@ -118,6 +124,7 @@ async def test_forms_without_a_valid_csrf_token_are_refused_and_change_nothing(
 
 # -- tournaments and players --------------------------------------------------------------------
 
+
 async def test_create_a_tournament(server: RunningServer, client: httpx.AsyncClient) -> None:
     user = await server.factory.user()
     await log_in(client, user.username)
@@ -139,8 +146,9 @@ async def test_create_a_listed_tournament(server: RunningServer, client: httpx.A
 async def test_create_a_tournament_refused(server: RunningServer, client: httpx.AsyncClient) -> None:
     user = await server.factory.user()
     await log_in(client, user.username)
-    await refused_changes_nothing(server, client, "/organize/tournaments", {"name": "x" * 201}, 400,
-                                  "name must be 1 to 200 characters")
+    await refused_changes_nothing(
+        server, client, "/organize/tournaments", {"name": "x" * 201}, 400, "name must be 1 to 200 characters"
+    )
     await refused_changes_nothing(server, client, "/organize/tournaments", {}, 400, "give the tournament a name")
 
 
@@ -149,8 +157,9 @@ async def test_register_existing_and_new_players(server: RunningServer, client: 
     existing = await server.factory.user()
     response = await post_form(client, f"/organize/tournaments/{t.id}/players", {"username": existing.username})
     assert f"Registered {existing.username}." in (await follow(client, response)).text
-    response = await post_form(client, f"/organize/tournaments/{t.id}/players/new",
-                               {"username": "newcomer", "password": "a-long-password"})
+    response = await post_form(
+        client, f"/organize/tournaments/{t.id}/players/new", {"username": "newcomer", "password": "a-long-password"}
+    )
     page = await follow(client, response)
     assert "Created and registered newcomer." in page.text
     names = [p.username for p in await tournaments.registered_players(server.realtime.db, t.id)]
@@ -165,18 +174,27 @@ async def test_register_players_refused(server: RunningServer, client: httpx.Asy
     await post_form(client, path, {"username": taken.username})
     await refused_changes_nothing(server, client, path, {"username": "ghost"}, 404, "there is no user &#39;ghost&#39;")
     await refused_changes_nothing(server, client, path, {"username": taken.username}, 409, "is already registered")
-    await refused_changes_nothing(server, client, path + "/new", {"username": "shorty", "password": "short"}, 400,
-                                  "password must be 8 to 1024 characters")
-    await refused_changes_nothing(server, client, path + "/new", {"username": taken.username,
-                                                                  "password": "long-enough-1"}, 409, "is taken")
+    await refused_changes_nothing(
+        server,
+        client,
+        path + "/new",
+        {"username": "shorty", "password": "short"},
+        400,
+        "password must be 8 to 1024 characters",
+    )
+    await refused_changes_nothing(
+        server, client, path + "/new", {"username": taken.username, "password": "long-enough-1"}, 409, "is taken"
+    )
 
 
 async def test_register_after_seeding_is_refused(server: RunningServer, client: httpx.AsyncClient) -> None:
     t = await logged_in_organizer(server, client, players=2)
     late = await server.factory.user()
     reason = "players can be registered only before the bracket is seeded"
-    for path, data in (("players", {"username": late.username}),
-                       ("players/new", {"username": "latecomer", "password": "long-enough-1"})):
+    for path, data in (
+        ("players", {"username": late.username}),
+        ("players/new", {"username": "latecomer", "password": "long-enough-1"}),
+    ):
         await refused_changes_nothing(server, client, f"/organize/tournaments/{t.id}/{path}", data, 409, reason)
 
 
@@ -193,21 +211,28 @@ async def test_seed_refused(server: RunningServer, client: httpx.AsyncClient) ->
     user = await server.factory.user()
     t = await server.factory.tournament(1, organizer=user)
     await log_in(client, user.username)
-    await refused_changes_nothing(server, client, f"/organize/tournaments/{t.id}/seed", {}, 409,
-                                  "seeding needs 2 to 256 players; 1 registered")
-    await refused_changes_nothing(server, client, "/organize/tournaments/999/seed", {}, 404,
-                                  "tournament 999 does not exist")
+    await refused_changes_nothing(
+        server, client, f"/organize/tournaments/{t.id}/seed", {}, 409, "seeding needs 2 to 256 players; 1 registered"
+    )
+    await refused_changes_nothing(
+        server, client, "/organize/tournaments/999/seed", {}, 404, "tournament 999 does not exist"
+    )
 
 
 # -- matches ------------------------------------------------------------------------------------
+
 
 async def test_start_score_and_complete_a_match(server: RunningServer, client: httpx.AsyncClient) -> None:
     t = await logged_in_organizer(server, client)
     match = await first_match(server, t)
     page = await follow(client, await post_form(client, f"/organize/matches/{match.id}/start"))
     assert f"Match {match.id} is live." in page.text
-    page = await follow(client, await post_form(client, f"/organize/matches/{match.id}/score",
-                                                {"participant1_score": "3", "participant2_score": "1"}))
+    page = await follow(
+        client,
+        await post_form(
+            client, f"/organize/matches/{match.id}/score", {"participant1_score": "3", "participant2_score": "1"}
+        ),
+    )
     assert f"Match {match.id}: 3\u20131." in page.text
     page = await follow(client, await post_form(client, f"/organize/matches/{match.id}/complete", {"winner_id": ""}))
     winner = await server.factory.match(match.id)
@@ -238,27 +263,42 @@ async def test_match_actions_refused(server: RunningServer, client: httpx.AsyncC
     match = await first_match(server, t)
     base = f"/organize/matches/{match.id}"
     scores = {"participant1_score": "2", "participant2_score": "2"}
-    await refused_changes_nothing(server, client, base + "/score", scores, 409,
-                                  "scores can change only while it is live")
+    await refused_changes_nothing(
+        server, client, base + "/score", scores, 409, "scores can change only while it is live"
+    )
     await refused_changes_nothing(server, client, base + "/complete", {}, 409, "only a live match can be completed")
     await post_form(client, base + "/start")
     await refused_changes_nothing(server, client, base + "/start", {}, 409, "only a scheduled match can start")
-    await refused_changes_nothing(server, client, base + "/score", {"participant1_score": "two",
-                                                                    "participant2_score": "1"}, 400, "Player 1")
-    await refused_changes_nothing(server, client, base + "/score", {"participant1_score": "-1",
-                                                                    "participant2_score": "1"}, 400,
-                                  "participant1_score must be an integer from 0 to 1000000")
+    await refused_changes_nothing(
+        server, client, base + "/score", {"participant1_score": "two", "participant2_score": "1"}, 400, "Player 1"
+    )
+    await refused_changes_nothing(
+        server,
+        client,
+        base + "/score",
+        {"participant1_score": "-1", "participant2_score": "1"},
+        400,
+        "participant1_score must be an integer from 0 to 1000000",
+    )
     await post_form(client, base + "/score", scores)
     await refused_changes_nothing(server, client, base + "/complete", {}, 400, "the scores are tied")
-    await refused_changes_nothing(server, client, base + "/complete", {"winner_id": "424242"}, 400,
-                                  "winner_id must be one of the match&#39;s players")
+    await refused_changes_nothing(
+        server,
+        client,
+        base + "/complete",
+        {"winner_id": "424242"},
+        400,
+        "winner_id must be one of the match&#39;s players",
+    )
     await post_form(client, base + "/complete", {"winner_id": str(match.participant1_id)})
-    await refused_changes_nothing(server, client, base + "/cancel", {}, 409,
-                                  "only a scheduled or live match can be cancelled")
+    await refused_changes_nothing(
+        server, client, base + "/cancel", {}, 409, "only a scheduled or live match can be cancelled"
+    )
     await refused_changes_nothing(server, client, "/organize/matches/999/start", {}, 404, "match 999 does not exist")
     waiting = next(m for m in await matches.matches_of(server.realtime.db, t.id) if m.round == 2)
-    await refused_changes_nothing(server, client, f"/organize/matches/{waiting.id}/start", {}, 409,
-                                  "is waiting for its players")
+    await refused_changes_nothing(
+        server, client, f"/organize/matches/{waiting.id}/start", {}, 409, "is waiting for its players"
+    )
 
 
 async def test_refused_action_shows_the_manage_page_with_the_reason(
@@ -266,8 +306,9 @@ async def test_refused_action_shows_the_manage_page_with_the_reason(
 ) -> None:
     t = await logged_in_organizer(server, client)
     match = await first_match(server, t)
-    response = await post_form(client, f"/organize/matches/{match.id}/score",
-                               {"participant1_score": "1", "participant2_score": "0"})
+    response = await post_form(
+        client, f"/organize/matches/{match.id}/score", {"participant1_score": "1", "participant2_score": "0"}
+    )
     assert response.status_code == 409
     assert '<p class="flash flash-error" id="error">' in response.text
     assert f'id="match-{match.id}"' in response.text  # the page itself, to try again
@@ -275,14 +316,16 @@ async def test_refused_action_shows_the_manage_page_with_the_reason(
 
 # -- disputes -----------------------------------------------------------------------------------
 
+
 async def test_resolve_a_dispute_and_refuse_resolving_it_twice(
     server: RunningServer, client: httpx.AsyncClient
 ) -> None:
     t = await logged_in_organizer(server, client)
     match = await first_match(server, t)
     reporter = next(p for p in t.players if p.user_id == match.participant1_id)
-    dispute = await disputes.report_dispute(server.realtime.db, server.realtime.hub, reporter, match.id,
-                                            "wrong map was played")
+    dispute = await disputes.report_dispute(
+        server.realtime.db, server.realtime.hub, reporter, match.id, "wrong map was played"
+    )
     manage = await client.get(f"/organize/tournaments/{t.id}")
     assert "wrong map was played" in manage.text and f'id="dispute-{dispute.id}"' in manage.text
     path = f"/organize/disputes/{dispute.id}/resolve"
@@ -290,11 +333,13 @@ async def test_resolve_a_dispute_and_refuse_resolving_it_twice(
     assert f"Dispute {dispute.id} resolved." in page.text and "No open disputes." in page.text
     await refused_changes_nothing(server, client, path, {"resolution": "again"}, 409, "is already resolved")
     await refused_changes_nothing(server, client, path, {"resolution": ""}, 400, "describe how the dispute")
-    await refused_changes_nothing(server, client, "/organize/disputes/999/resolve", {"resolution": "x"}, 404,
-                                  "dispute 999 does not exist")
+    await refused_changes_nothing(
+        server, client, "/organize/disputes/999/resolve", {"resolution": "x"}, 404, "dispute 999 does not exist"
+    )
 
 
 # -- rights -------------------------------------------------------------------------------------
+
 
 async def test_only_the_organizer_or_staff_may_act(server: RunningServer, client: httpx.AsyncClient) -> None:
     t = await server.factory.seeded(4)
@@ -302,11 +347,23 @@ async def test_only_the_organizer_or_staff_may_act(server: RunningServer, client
     outsider = await server.factory.user()
     await log_in(client, outsider.username)
     assert (await client.get(f"/organize/tournaments/{t.id}")).status_code == 403
-    await refused_changes_nothing(server, client, f"/organize/matches/{match.id}/start", {}, 403,
-                                  "only the tournament&#39;s organizer or a staff user may do this")
-    await refused_changes_nothing(server, client, f"/organize/tournaments/{t.id}/players",
-                                  {"username": outsider.username}, 403, "only the tournament&#39;s organizer")
-    assert f"/organize/tournaments/{t.id}\"" not in (await client.get("/organize/")).text  # not theirs
+    await refused_changes_nothing(
+        server,
+        client,
+        f"/organize/matches/{match.id}/start",
+        {},
+        403,
+        "only the tournament&#39;s organizer or a staff user may do this",
+    )
+    await refused_changes_nothing(
+        server,
+        client,
+        f"/organize/tournaments/{t.id}/players",
+        {"username": outsider.username},
+        403,
+        "only the tournament&#39;s organizer",
+    )
+    assert f'/organize/tournaments/{t.id}"' not in (await client.get("/organize/")).text  # not theirs
 
     staff = await server.factory.user(staff=True)
     async with httpx.AsyncClient(base_url=server.http) as staff_client:
@@ -319,17 +376,21 @@ async def test_only_the_organizer_or_staff_may_act(server: RunningServer, client
 
 # -- live -----------------------------------------------------------------------------------------
 
+
 async def test_form_actions_reach_spectators_live(server: RunningServer, client: httpx.AsyncClient) -> None:
     t = await logged_in_organizer(server, client)
     match = await first_match(server, t)
-    async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as spectator, \
-            server.client(f"/ws/tournament/{t.id}/", server.guest_token()) as bracket_watcher:
+    async with (
+        server.client(f"/ws/match/{match.id}/", server.guest_token()) as spectator,
+        server.client(f"/ws/tournament/{t.id}/", server.guest_token()) as bracket_watcher,
+    ):
         await spectator.established()
         await bracket_watcher.established()
         await post_form(client, f"/organize/matches/{match.id}/start")
         assert (await spectator.recv_type("match_started"))["data"]["match_id"] == match.id
-        await post_form(client, f"/organize/matches/{match.id}/score",
-                        {"participant1_score": "4", "participant2_score": "2"})
+        await post_form(
+            client, f"/organize/matches/{match.id}/score", {"participant1_score": "4", "participant2_score": "2"}
+        )
         scored = (await spectator.recv_type("score_updated"))["data"]
         assert (scored["participant1_score"], scored["participant2_score"], scored["sequence"]) == (4, 2, 1)
         await post_form(client, f"/organize/matches/{match.id}/complete")

@@ -62,8 +62,9 @@ async def test_tournament_page_renders_bracket_scores_and_live_matches(
     live_card = re.search(rf'<a class="match status-live" href="/matches/{first.id}".*?</a>', text, re.S)
     assert live_card and '<span class="score">7</span>' in live_card.group(0)
     done_card = re.search(rf'<a class="match status-completed" href="/matches/{second.id}".*?</a>', text, re.S)
-    assert done_card and re.search(r'class="slot winner"><span class="name">[^<]+</span><span class="score">5<',
-                                   done_card.group(0))
+    assert done_card and re.search(
+        r'class="slot winner"><span class="name">[^<]+</span><span class="score">5<', done_card.group(0)
+    )
     assert f'<tr class="status-live" data-match-id="{first.id}">' in text  # the match list too
     assert '<script src="/static/live.js" defer></script>' in text
     assert 'id="connection-state"' in text

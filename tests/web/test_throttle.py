@@ -33,8 +33,9 @@ def from_address(address: str) -> dict[str, str]:
 
 
 async def token(http: httpx.AsyncClient, username: str, password: str, address: str) -> httpx.Response:
-    return await http.post("/api/token", json={"username": username, "password": password},
-                           headers=from_address(address))
+    return await http.post(
+        "/api/token", json={"username": username, "password": password}, headers=from_address(address)
+    )
 
 
 async def test_the_api_refuses_an_address_after_too_many_failures(server: RunningServer) -> None:
@@ -81,7 +82,8 @@ async def test_the_login_form_shares_the_count_and_says_when_to_retry(server: Ru
         refused = await http.post("/login", data={**data, "password": PASSWORD})
         assert refused.status_code == 429
         assert "too many failed logins" in refused.text and "matchcast_session" not in refused.headers.get(
-            "set-cookie", "")
+            "set-cookie", ""
+        )
         assert int(refused.headers["retry-after"]) >= 1
 
 

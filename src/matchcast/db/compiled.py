@@ -63,7 +63,7 @@ class CompiledCache:
 class _Cached:
     """What `databases` gets in place of the statement: it only calls compile() on it."""
 
-    __slots__ = ("cache", "query", "key")
+    __slots__ = ("cache", "key", "query")
 
     def __init__(self, cache: CompiledCache, query: ClauseElement, key: Any) -> None:
         self.cache = cache
@@ -98,7 +98,7 @@ class Prepared:
     """A statement built once with named parameters (`sa.bindparam`); run it with its values:
     `await db.fetch_one(STATEMENT(match_id=3))`. Compiled once per kind of database."""
 
-    __slots__ = ("statement", "_compiled")
+    __slots__ = ("_compiled", "statement")
 
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement

@@ -174,7 +174,7 @@ async def connected(url: str) -> AsyncIterator[Database]:
 def sync_url(url: str) -> str:
     """The URL alembic's synchronous engine uses for the same database."""
     if url.startswith("postgresql://"):
-        return "postgresql+psycopg://" + url[len("postgresql://"):]
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 

@@ -112,7 +112,7 @@ class RedisBackend(SupervisedBackend):
         for close in (self._pubsub.aclose, self._client.aclose):
             try:
                 await asyncio.wait_for(close(), OPERATION_TIMEOUT)
-            except Exception:  # noqa: S112 - closing a broken connection may fail; it is dropped anyway
+            except Exception:
                 continue
 
     async def subscribe(self, channel: str) -> None:
@@ -231,8 +231,9 @@ class PostgresBackend(SupervisedBackend):
 
     async def publish(self, channel: str, message: Any) -> None:
         async with self._notify_lock:
-            await self._guarded(lambda: self._notifier.execute("SELECT pg_notify($1, $2)", channel, message),
-                                self.FATAL)
+            await self._guarded(
+                lambda: self._notifier.execute("SELECT pg_notify($1, $2)", channel, message), self.FATAL
+            )
 
     def _notified(self, connection: Any, pid: int, channel: str, payload: str) -> None:
         self._queue.put_nowait(Event(channel, payload))

@@ -114,8 +114,9 @@ class Subscription:
 
 
 class Broker:
-    def __init__(self, url: str, prefix: str = "", *, ping_interval: float = PING_INTERVAL,
-                 pong_timeout: float = PONG_TIMEOUT) -> None:
+    def __init__(
+        self, url: str, prefix: str = "", *, ping_interval: float = PING_INTERVAL, pong_timeout: float = PONG_TIMEOUT
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.is_postgres = url.startswith(("postgres://", "postgresql://"))
@@ -133,8 +134,11 @@ class Broker:
         self._supervisor = asyncio.create_task(self._supervise(attempted))
         await attempted.wait()
         if self._link is None:
-            log.warning("broker %s is unavailable at start-up (%s); live updates wait until it is back",
-                        self.safe_url, self._fault)
+            log.warning(
+                "broker %s is unavailable at start-up (%s); live updates wait until it is back",
+                self.safe_url,
+                self._fault,
+            )
 
     async def wait_available(self, seconds: float) -> bool:
         """Wait until the broker is connected (at once if it is), at most `seconds`."""
@@ -145,7 +149,7 @@ class Broker:
         return True
 
     def health(self) -> str:
-        """"ok", or "unavailable: <what went wrong>" (shown by /healthz)."""
+        """ "ok", or "unavailable: <what went wrong>" (shown by /healthz)."""
         link = self._link
         if link is not None and link.fault is None:
             return "ok"

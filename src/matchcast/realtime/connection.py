@@ -29,13 +29,38 @@ CONTROL = 0  # the id given to ping/pong/error/connection_established frames: ne
 
 class Connection:
     __slots__ = (
-        "websocket", "room", "room_kind", "role", "user_id", "max_pending", "backlog", "writer", "draining",
-        "after", "allowance", "open", "closing", "close_code", "last_seen", "bucket", "hub", "opened_at", "__weakref__",
+        "__weakref__",
+        "after",
+        "allowance",
+        "backlog",
+        "bucket",
+        "close_code",
+        "closer",
+        "closing",
+        "draining",
+        "hub",
+        "last_seen",
+        "max_pending",
+        "open",
+        "opened_at",
+        "role",
+        "room",
+        "room_kind",
+        "user_id",
+        "websocket",
+        "writer",
     )
 
     def __init__(
-        self, websocket: WebSocket, room: str, room_kind: str, role: str, user_id: int | None,
-        max_pending: int, bucket: TokenBucket, hub: Any,
+        self,
+        websocket: WebSocket,
+        room: str,
+        room_kind: str,
+        role: str,
+        user_id: int | None,
+        max_pending: int,
+        bucket: TokenBucket,
+        hub: Any,
     ) -> None:
         self.websocket = websocket
         self.room = room
@@ -53,6 +78,7 @@ class Connection:
         self.open = False  # False while connection_established and the replay are being sent
         self.closing = False
         self.close_code: int | None = None
+        self.closer: asyncio.Task[None] | None = None  # the close started by abort(), kept from the GC
         self.last_seen = time.monotonic()
         self.opened_at = self.last_seen
 
@@ -123,7 +149,7 @@ class Connection:
             self.backlog.clear()
             if self.writer is not None:
                 self.writer.cancel()  # it may be blocked on a client that does not read
-        asyncio.create_task(self._close_after(code))
+        self.closer = asyncio.create_task(self._close_after(code))
 
     async def close_after_sending(self, code: int) -> None:
         """Send what is queued, then close (graceful shutdown)."""

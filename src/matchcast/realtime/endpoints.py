@@ -136,11 +136,22 @@ class RoomEndpoint(WebSocketEndpoint):
             return False
         room = self.room_name()
         self.conn = Connection(
-            websocket, room, self.kind, role, self.actor.user_id if self.actor else None,
-            rt.settings.max_pending, TokenBucket(rt.settings.rate_limit), rt.hub)
-        welcome = {"room": room, "user_id": self.conn.user_id, "role": role,
-                   "heartbeat_interval": whole(rt.settings.heartbeat_interval),
-                   "heartbeat_timeout": whole(rt.settings.heartbeat_timeout)}
+            websocket,
+            room,
+            self.kind,
+            role,
+            self.actor.user_id if self.actor else None,
+            rt.settings.max_pending,
+            TokenBucket(rt.settings.rate_limit),
+            rt.hub,
+        )
+        welcome = {
+            "room": room,
+            "user_id": self.conn.user_id,
+            "role": role,
+            "heartbeat_interval": whole(rt.settings.heartbeat_interval),
+            "heartbeat_timeout": whole(rt.settings.heartbeat_timeout),
+        }
         await rt.hub.establish(self.conn, self.snapshot_of(rt.db), resume_point(websocket), welcome)
         return True
 
@@ -231,7 +242,8 @@ class MatchEndpoint(RoomEndpoint):
 
     async def score_update(self, rt: Realtime, fields: dict[str, Any]) -> None:
         await matches.update_score(
-            rt.db, rt.hub, self.actor, self.room_id, fields["participant1_score"], fields["participant2_score"])
+            rt.db, rt.hub, self.actor, self.room_id, fields["participant1_score"], fields["participant2_score"]
+        )
 
     async def report_dispute(self, rt: Realtime, reason: str) -> None:
         await disputes.report_dispute(rt.db, rt.hub, self.actor, self.room_id, reason)

@@ -55,8 +55,7 @@ async def store(db: Database, batch: Sequence[Event], refresh: Refresh | None = 
             for room in event.rooms:
                 event_id = next_id[room]
                 next_id[room] += 1
-                rows.append({"room": room, "id": event_id, "type": event.type, "payload": data_json,
-                             "created_at": now})
+                rows.append({"room": room, "id": event_id, "type": event.type, "payload": data_json, "created_at": now})
                 stored.append(StoredEvent(room, event_id, event.type, encode_event(event.type, event_id, data_json)))
         if rows:
             query = _insert(events, ("room", "id", "type", "payload", "created_at"), len(rows))
@@ -105,9 +104,12 @@ async def last_id(db: Database, room: str) -> int:
 
 async def read_after(db: Database, room: str, after_id: int, limit: int) -> list[StoredEvent]:
     """Stored events of `room` with id > after_id, oldest first, at most `limit`."""
-    query = sa.select(events.c.id, events.c.type, events.c.payload).where(
-        events.c.room == room, events.c.id > after_id
-    ).order_by(events.c.id).limit(limit)
+    query = (
+        sa.select(events.c.id, events.c.type, events.c.payload)
+        .where(events.c.room == room, events.c.id > after_id)
+        .order_by(events.c.id)
+        .limit(limit)
+    )
     return [StoredEvent(room, r.id, r.type, encode_event(r.type, r.id, r.payload)) for r in await db.fetch_all(query)]
 
 

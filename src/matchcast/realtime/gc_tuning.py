@@ -31,7 +31,10 @@ RECLAIM_EVERY = 6 * 3600.0  # seconds: bounds what dead frozen cycles can hold
 
 class GcTuner:
     def __init__(
-        self, connections: Callable[[], int], slow: float = SLOW_COLLECTION, reclaim_every: float = RECLAIM_EVERY,
+        self,
+        connections: Callable[[], int],
+        slow: float = SLOW_COLLECTION,
+        reclaim_every: float = RECLAIM_EVERY,
     ) -> None:
         self.connections = connections
         self.slow = slow
@@ -62,9 +65,15 @@ class GcTuner:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-            log.info("gc: %d full collections (longest %.1f ms, %.0f ms in all), %d freezes, %d reclaims (%.0f ms)",
-                     self.full_collections, self.longest * 1000, self.total * 1000, self.freezes, self.reclaims,
-                     self.reclaim_time * 1000)
+            log.info(
+                "gc: %d full collections (longest %.1f ms, %.0f ms in all), %d freezes, %d reclaims (%.0f ms)",
+                self.full_collections,
+                self.longest * 1000,
+                self.total * 1000,
+                self.freezes,
+                self.reclaims,
+                self.reclaim_time * 1000,
+            )
 
     def _observe(self, phase: str, info: dict[str, Any]) -> None:
         # Runs inside the collector, in whichever thread allocated: only measure and schedule here.

@@ -53,7 +53,7 @@ MAX_REMEMBERED_MATCHES = 10_000  # matches whose newest stored score the hub kee
 
 
 class Room:
-    __slots__ = ("name", "connections", "task", "ready", "next_id", "ahead", "gap_deadline")
+    __slots__ = ("ahead", "connections", "gap_deadline", "name", "next_id", "ready", "task")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -197,8 +197,11 @@ class Hub:
                 room.task.cancel()
 
     async def establish(
-        self, conn: Connection, snapshot: Callable[[], Awaitable[dict[str, Any]]],
-        resume_from: int | None, welcome: dict[str, Any],
+        self,
+        conn: Connection,
+        snapshot: Callable[[], Awaitable[dict[str, Any]]],
+        resume_from: int | None,
+        welcome: dict[str, Any],
     ) -> None:
         """Subscribe, then read the last id, the snapshot and the replay, then go live.
 
@@ -211,8 +214,13 @@ class Hub:
             last = await eventlog.last_id(self.db, conn.room)
             state = await snapshot()
             replay, status = await self._replay(conn.room, resume_from, last)
-        data = {**welcome, "server_time": int(time.time() * 1000), "last_event_id": last,
-                "replay": status, "state": state}
+        data = {
+            **welcome,
+            "server_time": int(time.time() * 1000),
+            "last_event_id": last,
+            "replay": status,
+            "state": state,
+        }
         established = encode({"type": "connection_established", "data": data})
         conn.start(after=last, first=[established, *(event.frame for event in replay)])
 

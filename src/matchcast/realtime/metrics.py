@@ -19,10 +19,11 @@ class _ConnectionsCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         connections = GaugeMetricFamily(
-            "matchcast_connections", "Open WebSocket connections", labels=["room_kind", "role"])
+            "matchcast_connections", "Open WebSocket connections", labels=["room_kind", "role"]
+        )
         depth = GaugeMetricFamily(
-            "matchcast_outbound_queue_depth", "Frames queued for sending, all connections",
-            labels=["room_kind"])
+            "matchcast_outbound_queue_depth", "Frames queued for sending, all connections", labels=["room_kind"]
+        )
         totals: dict[str, int] = {}
         for kind, role, count, pending in self._count():
             connections.add_metric([kind, role], count)
@@ -44,9 +45,12 @@ class Metrics:
         self.publish_latency = Histogram(
             "matchcast_publish_to_send_seconds",
             "From publishing an event to handing it to every local socket of its room",
-            buckets=LATENCY_BUCKETS, registry=r)
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.broker_reconnects = Counter(
-            "matchcast_broker_reconnects", "Times the broadcast subscription was re-established", registry=r)
+            "matchcast_broker_reconnects", "Times the broadcast subscription was re-established", registry=r
+        )
 
     def watch_connections(self, count: Callable[[], Iterable[tuple[str, str, int, int]]]) -> None:
         self.registry.register(_ConnectionsCollector(count))

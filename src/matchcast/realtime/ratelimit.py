@@ -12,7 +12,7 @@ FLOOD_WINDOW = 10.0  # ... within this many seconds; one more refused frame clos
 
 
 class TokenBucket:
-    __slots__ = ("capacity", "rate", "tokens", "stamp", "refusals")
+    __slots__ = ("capacity", "rate", "refusals", "stamp", "tokens")
 
     def __init__(self, limit: RateLimit) -> None:
         self.capacity = float(limit.frames)

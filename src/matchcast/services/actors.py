@@ -43,9 +43,9 @@ async def tournament_role(db: Database, actor: Actor | None, tournament_id: int)
         return ORGANIZER
     if actor is not None:
         registered = await db.fetch_val(
-            sa.select(sa.func.count()).select_from(registrations).where(
-                registrations.c.tournament_id == tournament_id, registrations.c.user_id == actor.user_id
-            )
+            sa.select(sa.func.count())
+            .select_from(registrations)
+            .where(registrations.c.tournament_id == tournament_id, registrations.c.user_id == actor.user_id)
         )
         if registered:
             return PARTICIPANT

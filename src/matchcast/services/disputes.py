@@ -29,7 +29,8 @@ async def report_dispute(db: Database, publisher: Publisher, actor: Actor | None
         if match.status == "cancelled":
             raise errors.invalid_state(f"match {match.id} is cancelled; there is nothing to dispute")
         query = disputes.insert().values(
-            match_id=match.id, reported_by_id=actor.user_id, reason=reason, status="open", created_at=utcnow())
+            match_id=match.id, reported_by_id=actor.user_id, reason=reason, status="open", created_at=utcnow()
+        )
         dispute_id = await db.fetch_val(query.returning(disputes.c.id))
         dispute = await db.fetch_one(disputes.select().where(disputes.c.id == dispute_id))
     await publisher.publish([events.dispute_created(dispute, match)])
@@ -50,9 +51,16 @@ async def resolve_dispute(
         require_organizer(actor, match)
         if dispute.status != "open":
             raise errors.invalid_state(f"dispute {dispute.id} is already resolved")
-        await db.execute(disputes.update().where(disputes.c.id == dispute.id).values(
-            status="resolved", resolution=resolution, resolved_by_id=actor.user_id if actor else None,
-            resolved_at=utcnow()))
+        await db.execute(
+            disputes.update()
+            .where(disputes.c.id == dispute.id)
+            .values(
+                status="resolved",
+                resolution=resolution,
+                resolved_by_id=actor.user_id if actor else None,
+                resolved_at=utcnow(),
+            )
+        )
         dispute = await db.fetch_one(disputes.select().where(disputes.c.id == dispute.id))
     await publisher.publish([events.dispute_resolved(dispute, match)])
     return dispute

@@ -26,70 +26,103 @@ def _both(match: Any) -> tuple[str, ...]:
 
 
 def match_scheduled(match: Any, names: dict[int, str]) -> Event:
-    return Event(MATCH_SCHEDULED, {
-        "match_id": match.id,
-        "tournament_id": match.tournament_id,
-        "round": match.round,
-        "participant1": player(match.participant1_id, names),
-        "participant2": player(match.participant2_id, names),
-        "scheduled_at": iso(match.scheduled_at),
-    }, _both(match))
+    return Event(
+        MATCH_SCHEDULED,
+        {
+            "match_id": match.id,
+            "tournament_id": match.tournament_id,
+            "round": match.round,
+            "participant1": player(match.participant1_id, names),
+            "participant2": player(match.participant2_id, names),
+            "scheduled_at": iso(match.scheduled_at),
+        },
+        _both(match),
+    )
 
 
 def match_started(match: Any) -> Event:
-    return Event(MATCH_STARTED, {
-        "match_id": match.id, "tournament_id": match.tournament_id, "started_at": iso(match.started_at),
-    }, _both(match))
+    return Event(
+        MATCH_STARTED,
+        {
+            "match_id": match.id,
+            "tournament_id": match.tournament_id,
+            "started_at": iso(match.started_at),
+        },
+        _both(match),
+    )
 
 
 def score_updated(match: Any) -> Event:
-    return Event(SCORE_UPDATED, {
-        "match_id": match.id,
-        "participant1_score": match.participant1_score,
-        "participant2_score": match.participant2_score,
-        "sequence": match.sequence,
-    }, _both(match))
+    return Event(
+        SCORE_UPDATED,
+        {
+            "match_id": match.id,
+            "participant1_score": match.participant1_score,
+            "participant2_score": match.participant2_score,
+            "sequence": match.sequence,
+        },
+        _both(match),
+    )
 
 
 def match_completed(match: Any) -> Event:
-    return Event(MATCH_COMPLETED, {
-        "match_id": match.id,
-        "tournament_id": match.tournament_id,
-        "winner_id": match.winner_id,
-        "participant1_score": match.participant1_score,
-        "participant2_score": match.participant2_score,
-        "completed_at": iso(match.completed_at),
-    }, _both(match))
+    return Event(
+        MATCH_COMPLETED,
+        {
+            "match_id": match.id,
+            "tournament_id": match.tournament_id,
+            "winner_id": match.winner_id,
+            "participant1_score": match.participant1_score,
+            "participant2_score": match.participant2_score,
+            "completed_at": iso(match.completed_at),
+        },
+        _both(match),
+    )
 
 
 def match_cancelled(match: Any) -> Event:
-    return Event(MATCH_CANCELLED, {
-        "match_id": match.id, "tournament_id": match.tournament_id, "cancelled_at": iso(match.updated_at),
-    }, _both(match))
+    return Event(
+        MATCH_CANCELLED,
+        {
+            "match_id": match.id,
+            "tournament_id": match.tournament_id,
+            "cancelled_at": iso(match.updated_at),
+        },
+        _both(match),
+    )
 
 
 def dispute_created(dispute: Any, match: Any) -> Event:
-    return Event(DISPUTE_CREATED, {
-        "dispute_id": dispute.id,
-        "match_id": match.id,
-        "tournament_id": match.tournament_id,
-        "reported_by_id": dispute.reported_by_id,
-        "reason": dispute.reason,
-        "created_at": iso(dispute.created_at),
-    }, _both(match))
+    return Event(
+        DISPUTE_CREATED,
+        {
+            "dispute_id": dispute.id,
+            "match_id": match.id,
+            "tournament_id": match.tournament_id,
+            "reported_by_id": dispute.reported_by_id,
+            "reason": dispute.reason,
+            "created_at": iso(dispute.created_at),
+        },
+        _both(match),
+    )
 
 
 def dispute_resolved(dispute: Any, match: Any) -> Event:
-    return Event(DISPUTE_RESOLVED, {
-        "dispute_id": dispute.id,
-        "match_id": match.id,
-        "tournament_id": match.tournament_id,
-        "resolution": dispute.resolution,
-        "resolved_by_id": dispute.resolved_by_id,
-        "resolved_at": iso(dispute.resolved_at),
-    }, _both(match))
+    return Event(
+        DISPUTE_RESOLVED,
+        {
+            "dispute_id": dispute.id,
+            "match_id": match.id,
+            "tournament_id": match.tournament_id,
+            "resolution": dispute.resolution,
+            "resolved_by_id": dispute.resolved_by_id,
+            "resolved_at": iso(dispute.resolved_at),
+        },
+        _both(match),
+    )
 
 
 def bracket_updated(tournament_id: int, bracket: dict[str, Any]) -> Event:
-    return Event(BRACKET_UPDATED, {"tournament_id": tournament_id, "bracket": bracket},
-                 (tournament_room(tournament_id),))
+    return Event(
+        BRACKET_UPDATED, {"tournament_id": tournament_id, "bracket": bracket}, (tournament_room(tournament_id),)
+    )

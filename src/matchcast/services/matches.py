@@ -61,15 +61,21 @@ async def start_match(db: Database, publisher: Publisher, actor: Actor | None, m
         if match.participant1_id is None or match.participant2_id is None:
             raise errors.invalid_state(f"match {match.id} is waiting for its players; finish the earlier round first")
         now = utcnow()
-        await db.execute(matches.update().where(matches.c.id == match.id).values(
-            status=LIVE, started_at=now, updated_at=now))
+        await db.execute(
+            matches.update().where(matches.c.id == match.id).values(status=LIVE, started_at=now, updated_at=now)
+        )
         match = await reload(db, match.id)
     await publisher.publish([events.match_started(match)])
     return match
 
 
 async def update_score(
-    db: Database, publisher: Publisher, actor: Actor | None, match_id: Any, score1: Any, score2: Any,
+    db: Database,
+    publisher: Publisher,
+    actor: Actor | None,
+    match_id: Any,
+    score1: Any,
+    score2: Any,
     organizer_only: bool = False,
 ) -> Any:
     """Store a score at once (sequence + 1); the publisher may coalesce the broadcast.
@@ -86,8 +92,19 @@ async def update_score(
         raise errors.invalid("match id must be an integer")
     statement = _score_statement(actor, organizer_only)
     for _ in range(2):  # a refusal that no longer holds (the match just went live) is retried once
-        match = None if statement is None else await db.write_one(statement(
-            match_id=match_id, user_id=actor.user_id if actor else None, score1=score1, score2=score2, now=utcnow()))
+        match = (
+            None
+            if statement is None
+            else await db.write_one(
+                statement(
+                    match_id=match_id,
+                    user_id=actor.user_id if actor else None,
+                    score1=score1,
+                    score2=score2,
+                    now=utcnow(),
+                )
+            )
+        )
         if match is not None:
             await publisher.publish([events.score_updated(match)])
             return match
@@ -97,20 +114,26 @@ async def update_score(
 
 def _score_update(who: Any) -> Prepared:
     """The score UPDATE for a match that is live and that `who` (a WHERE clause) may score."""
-    return Prepared(matches.update().where(
-        matches.c.id == sa.bindparam("match_id", type_=sa.Integer), matches.c.status == LIVE, who
-    ).values(
-        participant1_score=sa.bindparam("score1", type_=sa.Integer),
-        participant2_score=sa.bindparam("score2", type_=sa.Integer),
-        sequence=matches.c.sequence + 1,
-        updated_at=sa.bindparam("now", type_=matches.c.updated_at.type),
-    ).returning(*matches.c))
+    return Prepared(
+        matches.update()
+        .where(matches.c.id == sa.bindparam("match_id", type_=sa.Integer), matches.c.status == LIVE, who)
+        .values(
+            participant1_score=sa.bindparam("score1", type_=sa.Integer),
+            participant2_score=sa.bindparam("score2", type_=sa.Integer),
+            sequence=matches.c.sequence + 1,
+            updated_at=sa.bindparam("now", type_=matches.c.updated_at.type),
+        )
+        .returning(*matches.c)
+    )
 
 
-_ORGANIZER = sa.exists().where(tournaments.c.id == matches.c.tournament_id,
-                               tournaments.c.organizer_id == sa.bindparam("user_id", type_=sa.Integer))
-_PLAYER = sa.or_(matches.c.participant1_id == sa.bindparam("user_id", type_=sa.Integer),
-                 matches.c.participant2_id == sa.bindparam("user_id", type_=sa.Integer))
+_ORGANIZER = sa.exists().where(
+    tournaments.c.id == matches.c.tournament_id, tournaments.c.organizer_id == sa.bindparam("user_id", type_=sa.Integer)
+)
+_PLAYER = sa.or_(
+    matches.c.participant1_id == sa.bindparam("user_id", type_=sa.Integer),
+    matches.c.participant2_id == sa.bindparam("user_id", type_=sa.Integer),
+)
 SCORE_BY_STAFF = _score_update(sa.true())
 SCORE_BY_ORGANIZER = _score_update(_ORGANIZER)
 SCORE_BY_PLAYER_OR_ORGANIZER = _score_update(sa.or_(_PLAYER, _ORGANIZER))
@@ -159,8 +182,11 @@ async def complete_match(
             raise errors.invalid_state(f"match {match.id} is {match.status}; only a live match can be completed")
         winner = decide_winner(match, winner_id)
         now = utcnow()
-        await db.execute(matches.update().where(matches.c.id == match.id).values(
-            status=COMPLETED, winner_id=winner, completed_at=now, updated_at=now))
+        await db.execute(
+            matches.update()
+            .where(matches.c.id == match.id)
+            .values(status=COMPLETED, winner_id=winner, completed_at=now, updated_at=now)
+        )
         match = await reload(db, match.id)
         published = [events.match_completed(match), *await advance_winner(db, match)]
         published.append(events.bracket_updated(match.tournament_id, await bracket(db, match.tournament_id)))
@@ -175,7 +201,8 @@ async def cancel_match(db: Database, publisher: Publisher, actor: Actor | None, 
         require_organizer(actor, match)
         if match.status not in (SCHEDULED, LIVE):
             raise errors.invalid_state(
-                f"match {match.id} is {match.status}; only a scheduled or live match can be cancelled")
+                f"match {match.id} is {match.status}; only a scheduled or live match can be cancelled"
+            )
         now = utcnow()
         await db.execute(matches.update().where(matches.c.id == match.id).values(status=CANCELLED, updated_at=now))
         match = await reload(db, match.id)
@@ -194,8 +221,11 @@ async def advance_winner(db: Database, match: Any) -> list[Event]:
         return []
     slot = matches.c.participant1_id if match.next_slot == 1 else matches.c.participant2_id
     now = utcnow()
-    await db.execute(matches.update().where(matches.c.id == match.next_match_id).values(
-        {slot: match.winner_id, matches.c.updated_at: now}))
+    await db.execute(
+        matches.update()
+        .where(matches.c.id == match.next_match_id)
+        .values({slot: match.winner_id, matches.c.updated_at: now})
+    )
     following = await reload(db, match.next_match_id)
     if following.participant1_id is None or following.participant2_id is None:
         return []

@@ -65,8 +65,17 @@ async def match_snapshot(db: Database, match_id: int) -> dict[str, Any]:
     return match_view(row, names, list(open_disputes))
 
 
-BRACKET_KEYS = ("id", "position", "status", "is_bye", "participant1", "participant2",
-                "participant1_score", "participant2_score", "winner_id")
+BRACKET_KEYS = (
+    "id",
+    "position",
+    "status",
+    "is_bye",
+    "participant1",
+    "participant2",
+    "participant1_score",
+    "participant2_score",
+    "winner_id",
+)
 
 
 def bracket_view(rows: list[Any], names: dict[int, str]) -> dict[str, Any]:
@@ -98,9 +107,10 @@ async def tournament_snapshot(db: Database, tournament_id: int) -> dict[str, Any
     rows = await tournament_matches(db, tournament_id)
     names = await usernames(db, [i for r in rows for i in (r.participant1_id, r.participant2_id)])
     open_disputes = await db.fetch_all(
-        sa.select(disputes).join(matches, matches.c.id == disputes.c.match_id).where(
-            matches.c.tournament_id == tournament_id, disputes.c.status == "open"
-        ).order_by(disputes.c.id)
+        sa.select(disputes)
+        .join(matches, matches.c.id == disputes.c.match_id)
+        .where(matches.c.tournament_id == tournament_id, disputes.c.status == "open")
+        .order_by(disputes.c.id)
     )
     by_match: dict[int, list[Any]] = {}
     for d in open_disputes:

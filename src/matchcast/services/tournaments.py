@@ -50,15 +50,17 @@ async def create_tournament(db: Database, actor: Actor | None, name: Any, is_pub
         raise errors.invalid(f"name must be 1 to {MAX_NAME} characters")
     async with db.write():
         query = tournaments.insert().values(
-            name=name.strip(), organizer_id=actor.user_id, is_public=bool(is_public), status=DRAFT,
-            created_at=utcnow())
+            name=name.strip(), organizer_id=actor.user_id, is_public=bool(is_public), status=DRAFT, created_at=utcnow()
+        )
         return int(await db.fetch_val(query.returning(tournaments.c.id)))
 
 
 async def registered_players(db: Database, tournament_id: int) -> list[Any]:
-    query = sa.select(users.c.id, users.c.username, registrations.c.seed).join(
-        registrations, registrations.c.user_id == users.c.id
-    ).where(registrations.c.tournament_id == tournament_id)
+    query = (
+        sa.select(users.c.id, users.c.username, registrations.c.seed)
+        .join(registrations, registrations.c.user_id == users.c.id)
+        .where(registrations.c.tournament_id == tournament_id)
+    )
     return list(await db.fetch_all(query.order_by(sa.func.coalesce(registrations.c.seed, 1 << 30), registrations.c.id)))
 
 
@@ -72,12 +74,16 @@ async def register_player(db: Database, actor: Actor | None, tournament_id: Any,
             raise errors.not_found(f"user {user_id!r} does not exist"[:80])
         if len(await registered_players(db, tournament.id)) >= brackets.MAX_PLAYERS:
             raise errors.invalid_state(f"a tournament holds at most {brackets.MAX_PLAYERS} players")
-        exists = await db.fetch_val(sa.select(sa.func.count()).select_from(registrations).where(
-            registrations.c.tournament_id == tournament.id, registrations.c.user_id == user_id))
+        exists = await db.fetch_val(
+            sa.select(sa.func.count())
+            .select_from(registrations)
+            .where(registrations.c.tournament_id == tournament.id, registrations.c.user_id == user_id)
+        )
         if exists:
             raise errors.DomainError(errors.CONFLICT, f"user {user_id} is already registered")
-        await db.execute(registrations.insert().values(
-            tournament_id=tournament.id, user_id=user_id, created_at=utcnow()))
+        await db.execute(
+            registrations.insert().values(tournament_id=tournament.id, user_id=user_id, created_at=utcnow())
+        )
 
 
 async def seed_bracket(db: Database, publisher: Publisher, actor: Actor | None, tournament_id: Any) -> list[int]:
@@ -90,7 +96,8 @@ async def seed_bracket(db: Database, publisher: Publisher, actor: Actor | None, 
         players = [p.id for p in await registered_players(db, tournament.id)]
         if not brackets.MIN_PLAYERS <= len(players) <= brackets.MAX_PLAYERS:
             raise errors.invalid_state(
-                f"seeding needs {brackets.MIN_PLAYERS} to {brackets.MAX_PLAYERS} players; {len(players)} registered")
+                f"seeding needs {brackets.MIN_PLAYERS} to {brackets.MAX_PLAYERS} players; {len(players)} registered"
+            )
         ids = await _create_matches(db, tournament.id, brackets.plan(players))
         await db.execute(tournaments.update().where(tournaments.c.id == tournament.id).values(status=RUNNING))
         published = await _schedule_first_round(db, ids)
@@ -106,11 +113,21 @@ async def _create_matches(db: Database, tournament_id: int, planned: list[bracke
     for p in sorted(planned, key=lambda m: (-m.round, m.position)):
         next_id = slot_ids.get((p.round + 1, p.next_position))
         query = matches.insert().values(
-            tournament_id=tournament_id, round=p.round, position=p.position,
-            participant1_id=p.participant1_id, participant2_id=p.participant2_id,
-            participant1_score=0, participant2_score=0, sequence=0, status=SCHEDULED, is_bye=p.is_bye,
-            next_match_id=next_id, next_slot=p.next_slot if next_id else None,
-            created_at=now, updated_at=now)
+            tournament_id=tournament_id,
+            round=p.round,
+            position=p.position,
+            participant1_id=p.participant1_id,
+            participant2_id=p.participant2_id,
+            participant1_score=0,
+            participant2_score=0,
+            sequence=0,
+            status=SCHEDULED,
+            is_bye=p.is_bye,
+            next_match_id=next_id,
+            next_slot=p.next_slot if next_id else None,
+            created_at=now,
+            updated_at=now,
+        )
         slot_ids[(p.round, p.position)] = int(await db.fetch_val(query.returning(matches.c.id)))
     return [slot_ids[(p.round, p.position)] for p in planned]
 
@@ -124,8 +141,11 @@ async def _schedule_first_round(db: Database, match_ids: list[int]) -> list[Even
             continue
         if match.is_bye:
             winner = match.participant1_id or match.participant2_id
-            await db.execute(matches.update().where(matches.c.id == match_id).values(
-                status=COMPLETED, winner_id=winner, completed_at=now, updated_at=now))
+            await db.execute(
+                matches.update()
+                .where(matches.c.id == match_id)
+                .values(status=COMPLETED, winner_id=winner, completed_at=now, updated_at=now)
+            )
             published += await advance_winner(db, await reload(db, match_id))
         else:
             await db.execute(matches.update().where(matches.c.id == match_id).values(scheduled_at=now))

@@ -25,8 +25,9 @@ TOKEN_TTL = 3600
 
 
 def error_response(code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=STATUS.get(code, 400),
-                        headers=headers)
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=STATUS.get(code, 400), headers=headers
+    )
 
 
 async def json_body(request: Request) -> dict[str, Any]:
@@ -90,8 +91,11 @@ async def token(request: Request) -> Any:
         return error_response(errors.RATE_LIMITED, too_many(wait), {"Retry-After": str(wait)})
     if user is None:
         raise errors.DomainError(errors.UNAUTHORIZED, "wrong username or password")
-    return {"access_token": create_user_token(rt.settings.jwt_secret, user.id, TOKEN_TTL),
-            "token_type": "bearer", "expires_in": TOKEN_TTL}
+    return {
+        "access_token": create_user_token(rt.settings.jwt_secret, user.id, TOKEN_TTL),
+        "token_type": "bearer",
+        "expires_in": TOKEN_TTL,
+    }
 
 
 async def tournament_snapshot(request: Request) -> Any:
@@ -116,8 +120,14 @@ async def score(request: Request) -> Any:
     actor = await bearer_actor(request)
     body = await json_body(request)
     await matches.update_score(
-        rt.db, rt.hub, actor, match_id, body.get("participant1_score"), body.get("participant2_score"),
-        organizer_only=True)
+        rt.db,
+        rt.hub,
+        actor,
+        match_id,
+        body.get("participant1_score"),
+        body.get("participant2_score"),
+        organizer_only=True,
+    )
     return await snapshots.match_snapshot(rt.db, match_id)
 
 

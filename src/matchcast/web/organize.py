@@ -45,6 +45,7 @@ def csrf_refused(request: Request) -> Response:
 
 # -- log in, log out --------------------------------------------------------------------------
 
+
 async def login_page(request: Request) -> Response:
     if await current_actor(request) is not None:
         return see_other("/organize/")
@@ -56,16 +57,18 @@ async def login(request: Request) -> Response:
     if not form.validate():
         if forms.csrf_failed(form):
             return csrf_refused(request)
-        return render(request, "login.html", {"username": form.username.data or "",
-                                              "error": forms.first_error(form)}, 400)
+        return render(
+            request, "login.html", {"username": form.username.data or "", "error": forms.first_error(form)}, 400
+        )
     user, wait = await throttle.authenticate(request, form.username.data, form.password.data)
     if wait:
         response = render(request, "login.html", {"username": form.username.data, "error": too_many(wait)}, 429)
         response.headers["Retry-After"] = str(wait)
         return response
     if user is None:
-        return render(request, "login.html", {"username": form.username.data,
-                                              "error": "wrong username or password"}, 401)
+        return render(
+            request, "login.html", {"username": form.username.data, "error": "wrong username or password"}, 401
+        )
     log_in(request, Actor(user.id, user.username, bool(user.is_staff)))
     flash(request, f"Logged in as {user.username}.")
     return see_other("/organize/")
@@ -82,6 +85,7 @@ async def logout(request: Request) -> Response:
 
 # -- pages --------------------------------------------------------------------------------------
 
+
 async def index_page(request: Request, actor: Actor, error: str | None = None, status: int = 200) -> Response:
     rows = await tournaments.list_tournaments(request.app.state.realtime.db, actor)
     own = [t for t in rows if is_organizer(actor, t)]
@@ -89,7 +93,10 @@ async def index_page(request: Request, actor: Actor, error: str | None = None, s
 
 
 async def manage_page(
-    request: Request, actor: Actor, tournament_id: int, error: errors.DomainError | None = None,
+    request: Request,
+    actor: Actor,
+    tournament_id: int,
+    error: errors.DomainError | None = None,
 ) -> Response:
     db = request.app.state.realtime.db
     try:
@@ -97,8 +104,9 @@ async def manage_page(
     except errors.DomainError as exc:
         return error_page(request, exc)
     if not is_organizer(actor, row):
-        return error_page(request, error or errors.forbidden("only the tournament's organizer or a staff user "
-                                                              "may manage it"))
+        return error_page(
+            request, error or errors.forbidden("only the tournament's organizer or a staff user may manage it")
+        )
     state = await snapshots.tournament_snapshot(db, tournament_id)
     columns = bracket_columns(state)
     context = {
@@ -149,6 +157,7 @@ async def create_tournament(request: Request) -> Response:
 
 
 # -- actions ----------------------------------------------------------------------------------
+
 
 def action(form_class: type[Form], run: Run, where: Where) -> Callable[[Request], Awaitable[Response]]:
     """A form endpoint: session, CSRF, then `run`; success flashes and redirects (303)."""
@@ -236,7 +245,8 @@ async def start(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[str
 
 async def score(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[str, str]:
     match = await matches.update_score(
-        rt.db, rt.hub, actor, path_id(request), form.participant1_score.data, form.participant2_score.data)
+        rt.db, rt.hub, actor, path_id(request), form.participant1_score.data, form.participant2_score.data
+    )
     message = f"Match {match.id}: {match.participant1_score}\u2013{match.participant2_score}."
     return message, manage_url(match.tournament_id, f"match-{match.id}")
 
@@ -268,10 +278,16 @@ def routes() -> list[BaseRoute]:
         Route("/organize/", index, methods=["GET"]),
         Route("/organize/tournaments", create_tournament, methods=post),
         Route(f"/organize/tournaments/{ID}", manage, methods=["GET"]),
-        Route(f"/organize/tournaments/{ID}/players",
-              action(forms.RegisterForm, register_existing, in_tournament), methods=post),
-        Route(f"/organize/tournaments/{ID}/players/new",
-              action(forms.NewPlayerForm, register_new, in_tournament), methods=post),
+        Route(
+            f"/organize/tournaments/{ID}/players",
+            action(forms.RegisterForm, register_existing, in_tournament),
+            methods=post,
+        ),
+        Route(
+            f"/organize/tournaments/{ID}/players/new",
+            action(forms.NewPlayerForm, register_new, in_tournament),
+            methods=post,
+        ),
         Route(f"/organize/tournaments/{ID}/seed", action(forms.CSRFForm, seed, in_tournament), methods=post),
         Route(f"/organize/matches/{ID}/start", action(forms.CSRFForm, start, of_match), methods=post),
         Route(f"/organize/matches/{ID}/score", action(forms.ScoreForm, score, of_match), methods=post),

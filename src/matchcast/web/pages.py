@@ -45,8 +45,10 @@ def may_manage(viewer: Actor | None, organizer_id: int) -> bool:
 def bracket_columns(state: dict[str, Any]) -> list[dict[str, Any]]:
     """The bracket's rounds, each with the full match views (scores, disputes) of its matches."""
     by_id = {m["id"]: m for m in state["matches"]}
-    return [{"name": column["name"], "matches": [by_id[m["id"]] for m in column["matches"] if m["id"] in by_id]}
-            for column in state["bracket"]["rounds"]]
+    return [
+        {"name": column["name"], "matches": [by_id[m["id"]] for m in column["matches"] if m["id"] in by_id]}
+        for column in state["bracket"]["rounds"]
+    ]
 
 
 async def index(request: Request) -> Response:

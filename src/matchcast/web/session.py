@@ -34,8 +34,16 @@ class PageSessions(SessionMiddleware):
 def middleware(settings: Settings) -> list[Middleware]:
     # The cookie is signed, not encrypted: it holds only ids and random values, never a secret
     # the user may not see. SameSite=lax keeps it off cross-site POSTs; CSRF tokens do the rest.
-    return [Middleware(PageSessions, secret_key=settings.session_secret, session_cookie=COOKIE,
-                       max_age=MAX_AGE, same_site="lax", https_only=settings.session_cookie_secure)]
+    return [
+        Middleware(
+            PageSessions,
+            secret_key=settings.session_secret,
+            session_cookie=COOKIE,
+            max_age=MAX_AGE,
+            same_site="lax",
+            https_only=settings.session_cookie_secure,
+        )
+    ]
 
 
 async def current_actor(request: Request) -> Actor | None:
