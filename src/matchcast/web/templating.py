@@ -1,7 +1,13 @@
-"""Jinja2 templates and static files (top-level `templates/` and `static/` of the repository)."""
+"""Jinja2 templates and static files: the packages `matchcast.templates` and `matchcast.static`.
+
+In the repository they are the top-level `templates/` and `static/`; the build maps them into the
+package (pyproject.toml, [tool.setuptools.package-dir]), so a wheel or an sdist installs them as
+`matchcast/templates/` and `matchcast/static/` beside the code. Never looked up in the working directory.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +32,30 @@ HEADERS = {
 }
 
 
-def find_directory(name: str) -> Path:
-    """`name` at the repository root (found from this package), else in the working directory."""
-    candidates = [Path(__file__).resolve().parents[3] / name, Path.cwd() / name]
-    return next((path for path in candidates if path.is_dir()), candidates[-1])
+def package_directory(name: str) -> Path:
+    """The directory of the package `matchcast.<name>` (data only, no `__init__.py`).
+
+    Installed from a wheel or an sdist, it is `matchcast/<name>/` inside the package. An editable
+    install (`pip install -e`, as the Makefile does) maps `matchcast.<name>` to the repository's
+    `<name>/`, but setuptools' editable finder cannot import a package without `__init__.py` under a
+    regular package: there it is where that mapping puts it, `<name>/` beside the `src/` this
+    package was imported from (also a copy of `src/` on PYTHONPATH, as docs/performance.md does).
+    """
+    spec = importlib.util.find_spec(f"matchcast.{name}")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    package = Path(__file__).resolve().parents[1]
+    mapped = package.parent.parent / name
+    if package.parent.name == "src" and mapped.is_dir():
+        return mapped
+    raise RuntimeError(
+        f"matchcast.{name} is missing: neither {package / name} (an installed package) nor {mapped} "
+        "(a source checkout) exists; reinstall matchcast (pip install . or pip install -e .)"
+    )
 
 
-TEMPLATES_DIR = find_directory("templates")
-STATIC_DIR = find_directory("static")
+TEMPLATES_DIR = package_directory("templates")
+STATIC_DIR = package_directory("static")
 templates = Jinja2Templates(
     env=jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -56,7 +78,8 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None, s
 def once_per_request(request: Request) -> str:
     if not hasattr(request.state, "csrf_token"):
         request.state.csrf_token = csrf_token(request)
-    return request.state.csrf_token
+    token: str = request.state.csrf_token
+    return token
 
 
 def error_page(request: Request, error: errors.DomainError) -> Response:
