@@ -25,7 +25,7 @@ def run(load: LoadGenerator, target: Target, sizes: list[int], settle: float, wi
     load.spectators(group, warmup, target.match_url, target.secret)
     time.sleep(settle)
     rss_before = rss_kb(target.pid)
-    results = []
+    results: list[dict[str, Any]] = []
     for size in sizes:
         opened = load.spectators(group, size, target.match_url, target.secret)
         time.sleep(settle)

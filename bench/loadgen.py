@@ -19,7 +19,7 @@ import resource
 import time
 import traceback
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -263,7 +263,7 @@ def worker_main(pipe: Connection, cpus: Sequence[int] | None, lifetime: float) -
     try:
         import uvloop
 
-        runner = uvloop.run
+        runner: Callable[[Coroutine[Any, Any, None]], None] = uvloop.run
     except ImportError:  # pragma: no cover - uvicorn[standard] brings uvloop
         runner = asyncio.run
     runner(Worker(pipe, lifetime).serve())

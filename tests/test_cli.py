@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jose import jwt
@@ -21,33 +22,39 @@ from tests.support.databases import fresh_postgres_database_sync
 SECRET = "cli-test-secret-of-more-than-32-bytes"
 
 
-@pytest.fixture
-def cli(tmp_path: Path):
-    """Run `matchcast ARGS` in tmp_path (no stray .env) on a SQLite file there; returns CompletedProcess."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MATCHCAST_")}
-    base |= {"MATCHCAST_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "MATCHCAST_JWT_SECRET": SECRET}
+class Cli:
+    """`cli(*args, **env)` runs `matchcast ARGS` in `directory`; `db_path` is its SQLite file."""
 
-    def run(*args: str, **env: str | None) -> subprocess.CompletedProcess[str]:
-        environ = {k: v for k, v in (base | env).items() if v is not None}
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.db_path = directory / "cli.db"
+        self.base = {k: v for k, v in os.environ.items() if not k.startswith("MATCHCAST_")}
+        self.base |= {"MATCHCAST_DATABASE_URL": f"sqlite:///{self.db_path}", "MATCHCAST_JWT_SECRET": SECRET}
+
+    def __call__(self, *args: str, **env: str | None) -> subprocess.CompletedProcess[str]:
+        environ = {k: v for k, v in (self.base | env).items() if v is not None}
         return subprocess.run(
             [sys.executable, "-m", "matchcast.cli", *args],
-            cwd=tmp_path,
+            cwd=self.directory,
             env=environ,
             capture_output=True,
             text=True,
             timeout=60,
         )
 
-    run.db_path = tmp_path / "cli.db"  # type: ignore[attr-defined]
-    return run
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """Run `matchcast ARGS` in tmp_path (no stray .env) on a SQLite file there; returns CompletedProcess."""
+    return Cli(tmp_path)
 
 
-def query(path: Path, sql: str, *params: object) -> list[tuple]:
+def query(path: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
     with sqlite3.connect(path) as connection:
         return connection.execute(sql, params).fetchall()
 
 
-def test_db_upgrade(cli):
+def test_db_upgrade(cli: Cli) -> None:
     result = cli("db", "upgrade")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and "up to date" in result.stderr
@@ -55,7 +62,7 @@ def test_db_upgrade(cli):
     assert {"users", "tournaments", "matches", "events", "alembic_version"} <= tables
 
 
-def test_user_create_and_token(cli):
+def test_user_create_and_token(cli: Cli) -> None:
     created = cli("user", "create", "alice", "--password", "alice-password")
     assert created.returncode == 0, created.stderr
     assert re.fullmatch(r"\d+\n", created.stdout), f"stdout must be only the id, got {created.stdout!r}"
@@ -80,7 +87,7 @@ def test_user_create_and_token(cli):
     assert unknown.returncode == 1 and unknown.stdout == "" and "no user named 'nobody'" in unknown.stderr
 
 
-def test_user_create_staff_and_bad_input(cli):
+def test_user_create_staff_and_bad_input(cli: Cli) -> None:
     staff = cli("user", "create", "boss", "--password", "boss-password", "--staff")
     assert staff.returncode == 0, staff.stderr
     assert query(cli.db_path, "SELECT is_staff FROM users WHERE id = ?", int(staff.stdout)) == [(1,)]
@@ -91,14 +98,14 @@ def test_user_create_staff_and_bad_input(cli):
     assert query(cli.db_path, "SELECT count(*) FROM users") == [(1,)]
 
 
-def test_logs_go_to_stderr_only(cli):
+def test_logs_go_to_stderr_only(cli: Cli) -> None:
     """Without MATCHCAST_JWT_SECRET the dev-secret warning is logged, and stdout still holds only the id."""
     result = cli("user", "create", "erin", "--password", "erin-password", MATCHCAST_JWT_SECRET=None)
     assert result.returncode == 0 and re.fullmatch(r"\d+\n", result.stdout)
     assert "MATCHCAST_JWT_SECRET" in result.stderr
 
 
-def check_demo(demo: dict, secret: str) -> None:
+def check_demo(demo: dict[str, Any], secret: str) -> None:
     assert set(demo) == {"tournament_id", "organizer", "players", "matches"}
     assert type(demo["tournament_id"]) is int
     people = [demo["organizer"], *demo["players"]]
@@ -122,7 +129,7 @@ def check_demo(demo: dict, secret: str) -> None:
     assert all(m["participant1_id"] is None and m["participant2_id"] is None for m in later)
 
 
-def test_demo_json(cli):
+def test_demo_json(cli: Cli) -> None:
     result = cli("demo", "--json")
     assert result.returncode == 0, result.stderr
     demo = json.loads(result.stdout)  # the whole of stdout is the document
@@ -145,7 +152,7 @@ def test_demo_json(cli):
     assert second["organizer"]["username"] != demo["organizer"]["username"]
 
 
-def test_demo_human_summary(cli):
+def test_demo_human_summary(cli: Cli) -> None:
     result = cli("demo")
     assert result.returncode == 0, result.stderr
     [(tournament_id, organizer_id)] = query(cli.db_path, "SELECT id, organizer_id FROM tournaments")
@@ -154,7 +161,7 @@ def test_demo_human_summary(cli):
     assert username in result.stdout and "/login" in result.stdout
 
 
-def test_demo_json_on_postgresql(cli):
+def test_demo_json_on_postgresql(cli: Cli) -> None:
     with fresh_postgres_database_sync(migrate=False) as url:
         result = cli("demo", "--json", MATCHCAST_DATABASE_URL=url)
         assert result.returncode == 0, result.stderr
@@ -169,7 +176,7 @@ def test_demo_json_on_postgresql(cli):
         ("MATCHCAST_JWT_SECRET", "short"),
     ],
 )
-def test_a_bad_variable_exits_2_with_one_line(cli, name, value):
+def test_a_bad_variable_exits_2_with_one_line(cli: Cli, name: str, value: str) -> None:
     result = cli("db", "upgrade", **{name: value})
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -177,21 +184,21 @@ def test_a_bad_variable_exits_2_with_one_line(cli, name, value):
     assert not cli.db_path.exists()  # nothing was done
 
 
-def test_serve_with_workers_needs_a_shared_broadcast(cli):
+def test_serve_with_workers_needs_a_shared_broadcast(cli: Cli) -> None:
     result = cli("serve", "--workers", "2")
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "MATCHCAST_BROADCAST_URL" in lines[0] and "redis://" in lines[0], result.stderr
 
 
-def test_database_errors_are_one_line(cli):
+def test_database_errors_are_one_line(cli: Cli) -> None:
     result = cli("token", "alice", MATCHCAST_DATABASE_URL="postgresql://postgres@127.0.0.1:1/nowhere")
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip().startswith("error: database postgresql://postgres@127.0.0.1:1/nowhere")
     assert "Traceback" not in result.stderr
 
 
-def test_console_script_is_installed():
+def test_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "matchcast"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0

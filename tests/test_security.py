@@ -1,6 +1,7 @@
 import base64
 import json
 import time
+from typing import Any
 
 import pytest
 from jose import jwt
@@ -20,16 +21,16 @@ from matchcast.security import (
 SECRET = "a-test-secret-of-more-than-32-bytes!"
 
 
-def b64(obj: dict) -> str:
+def b64(obj: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
 
-def claims(**overrides):
+def claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
     return {"sub": "12", "iat": now, "exp": now + 60} | overrides
 
 
-def test_user_token_round_trip():
+def test_user_token_round_trip() -> None:
     token = create_user_token(SECRET, 12, 60)
     assert verify_token(SECRET, token) == TokenSubject(user_id=12)
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
@@ -37,17 +38,17 @@ def test_user_token_round_trip():
     assert decoded["exp"] - decoded["iat"] == 60
 
 
-def test_guest_token_round_trip():
+def test_guest_token_round_trip() -> None:
     subject = verify_token(SECRET, create_guest_token(SECRET, 60))
     assert subject.user_id is None and subject.guest and len(subject.guest) == 16
 
 
-def test_expired_token():
+def test_expired_token() -> None:
     with pytest.raises(TokenError, match="expired"):
         verify_token(SECRET, create_token(SECRET, "12", -10))
 
 
-def test_wrong_secret():
+def test_wrong_secret() -> None:
     with pytest.raises(TokenError):
         verify_token(SECRET, create_user_token("another-secret-of-32-bytes-or-more", 12, 60))
 
@@ -97,7 +98,7 @@ def test_wrong_secret():
         "sub-unicode-digits",
     ],
 )
-def test_invalid_tokens_are_refused(token):
+def test_invalid_tokens_are_refused(token: str | None) -> None:
     with pytest.raises(TokenError):
         verify_token(SECRET, token)
 
@@ -105,17 +106,17 @@ def test_invalid_tokens_are_refused(token):
 @pytest.mark.parametrize(
     ("sub", "expected"), [("1", TokenSubject(1)), ("007", TokenSubject(7)), ("guest:abc", TokenSubject(None, "abc"))]
 )
-def test_parse_subject(sub, expected):
+def test_parse_subject(sub: str, expected: TokenSubject) -> None:
     assert parse_subject(sub) == expected
 
 
 @pytest.mark.parametrize("sub", ["abc", "0", "-1", "guest:", "", None, 12, "9" * 19])
-def test_parse_subject_refuses(sub):
+def test_parse_subject_refuses(sub: object) -> None:
     with pytest.raises(TokenError):
         parse_subject(sub)
 
 
-def test_password_hashing():
+def test_password_hashing() -> None:
     hashed = hash_password("hunter2-but-longer")
     assert hashed != "hunter2-but-longer" and hashed.startswith("$argon2")
     assert verify_password(hashed, "hunter2-but-longer") is True

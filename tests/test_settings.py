@@ -1,4 +1,5 @@
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -7,12 +8,12 @@ from matchcast.settings import _PARSERS, DEV_JWT_SECRET, RateLimit, Settings, Se
 SECRET = "a-test-secret-of-more-than-32-bytes!"
 
 
-def from_env(tmp_path, **variables: str) -> Settings:
+def from_env(tmp_path: Path, **variables: str) -> Settings:
     environ = {"MATCHCAST_" + name: value for name, value in variables.items()}
     return Settings.from_env(environ, env_file=str(tmp_path / "missing.env"))
 
 
-def test_defaults(tmp_path):
+def test_defaults(tmp_path: Path) -> None:
     settings = from_env(tmp_path)
     assert settings.database_url == "sqlite:///./matchcast.db"
     assert settings.broadcast_url == "memory://" and not settings.shared_broadcast
@@ -26,7 +27,7 @@ def test_defaults(tmp_path):
     assert settings.channel_prefix == ""
 
 
-def test_every_variable_is_parsed(tmp_path):
+def test_every_variable_is_parsed(tmp_path: Path) -> None:
     settings = from_env(
         tmp_path,
         DATABASE_URL="postgres://u@db.example/mc",
@@ -69,16 +70,16 @@ def test_every_variable_is_parsed(tmp_path):
         ("postgres://u@h/d", "postgresql://u@h/d"),
     ],
 )
-def test_database_urls(tmp_path, url, expected):
+def test_database_urls(tmp_path: Path, url: str, expected: str) -> None:
     assert from_env(tmp_path, DATABASE_URL=url).database_url == expected
 
 
 @pytest.mark.parametrize("url", ["memory://", "redis://h:6379", "rediss://h:6380", "postgres://u@h/d"])
-def test_broadcast_urls(tmp_path, url):
+def test_broadcast_urls(tmp_path: Path, url: str) -> None:
     assert from_env(tmp_path, BROADCAST_URL=url).broadcast_url == url
 
 
-def test_rate_limit_without_a_period_means_per_second(tmp_path):
+def test_rate_limit_without_a_period_means_per_second(tmp_path: Path) -> None:
     assert from_env(tmp_path, RATE_LIMIT="5/s").rate_limit == RateLimit(5, 1.0)
 
 
@@ -118,25 +119,25 @@ BAD_VALUES = [
 
 
 @pytest.mark.parametrize(("name", "value"), BAD_VALUES)
-def test_a_bad_value_names_its_variable(tmp_path, name, value):
+def test_a_bad_value_names_its_variable(tmp_path: Path, name: str, value: str) -> None:
     with pytest.raises(SettingsError) as caught:
         from_env(tmp_path, **{name: value})
     message = str(caught.value)
     assert ("MATCHCAST_" + name) in message and "\n" not in message
 
 
-def test_every_parsed_variable_has_a_bad_value_case():
+def test_every_parsed_variable_has_a_bad_value_case() -> None:
     assert set(_PARSERS) == {name for name, _ in BAD_VALUES}
 
 
 @pytest.mark.parametrize(("interval", "timeout"), [("30", "30"), ("60", None), ("10", "5")])
-def test_heartbeat_timeout_must_exceed_interval(tmp_path, interval, timeout):
+def test_heartbeat_timeout_must_exceed_interval(tmp_path: Path, interval: str, timeout: str | None) -> None:
     variables = {"HEARTBEAT_INTERVAL": interval} | ({"HEARTBEAT_TIMEOUT": timeout} if timeout else {})
     with pytest.raises(SettingsError, match=r"MATCHCAST_HEARTBEAT_TIMEOUT.*MATCHCAST_HEARTBEAT_INTERVAL"):
         from_env(tmp_path, **variables)
 
 
-def test_dev_secret_warns_loudly(tmp_path, caplog):
+def test_dev_secret_warns_loudly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="matchcast.settings"):
         from_env(tmp_path)
     assert any("MATCHCAST_JWT_SECRET" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
@@ -146,25 +147,25 @@ def test_dev_secret_warns_loudly(tmp_path, caplog):
     assert not caplog.records
 
 
-def test_session_secret_is_derived_from_the_jwt_secret(tmp_path):
+def test_session_secret_is_derived_from_the_jwt_secret(tmp_path: Path) -> None:
     one, two = from_env(tmp_path, JWT_SECRET=SECRET), from_env(tmp_path, JWT_SECRET=SECRET + "x")
     assert one.session_secret != two.session_secret
     assert one.session_secret == from_env(tmp_path, JWT_SECRET=SECRET).session_secret
     assert SECRET not in one.session_secret
 
 
-def test_env_file_is_read_and_the_environment_wins(tmp_path):
+def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text('# comment\nMATCHCAST_MAX_PENDING="7"\nMATCHCAST_EVENT_RETENTION=9\n')
     settings = Settings.from_env({"MATCHCAST_EVENT_RETENTION": "11"}, env_file=str(env_file))
     assert (settings.max_pending, settings.event_retention) == (7, 11)
 
 
-def test_blank_values_mean_the_default(tmp_path):
+def test_blank_values_mean_the_default(tmp_path: Path) -> None:
     assert from_env(tmp_path, MAX_PENDING="  ").max_pending == 1024
 
 
-def test_settings_are_frozen(tmp_path):
+def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = from_env(tmp_path)
     with pytest.raises(AttributeError):
         settings.max_pending = 3  # type: ignore[misc]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any, cast
 
 import pytest
 
@@ -10,21 +11,21 @@ from bench import run
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench")
     run.main(["--smoke", "--out", str(out)])
     assert (out / "plot.png").stat().st_size > 0
-    return json.loads((out / "latest.json").read_text())
+    return cast(dict[str, Any], json.loads((out / "latest.json").read_text()))
 
 
-def test_every_stack_ran_every_scenario(results: dict) -> None:
+def test_every_stack_ran_every_scenario(results: dict[str, Any]) -> None:
     assert set(results["stacks"]) == {"memory-sqlite", "redis-postgres"}
     for stack in results["stacks"].values():
         assert {"idle", "update_cost", "fanout", "stream"} <= set(stack)
     assert results["baseline_idle"]
 
 
-def test_fanout_delivers_every_frame_to_matchcast_and_baseline(results: dict) -> None:
+def test_fanout_delivers_every_frame_to_matchcast_and_baseline(results: dict[str, Any]) -> None:
     for stack in results["stacks"].values():
         for server in ("matchcast", "baseline"):
             for row in stack["fanout"][server]:
@@ -34,19 +35,19 @@ def test_fanout_delivers_every_frame_to_matchcast_and_baseline(results: dict) ->
         assert [r["spectators"] for r in stack["fanout"]["ratio"]] == run.SMOKE.fanout
 
 
-def test_stream_ends_on_the_last_value_everywhere(results: dict) -> None:
+def test_stream_ends_on_the_last_value_everywhere(results: dict[str, Any]) -> None:
     for stack in results["stacks"].values():
         stream = stack["stream"]
         assert stream["last_value_intact"] == stream["spectators"] == run.SMOKE.fanout[0]
         assert stream["frames_per_window_min"] > 0
 
 
-def test_idle_reports_memory_per_socket(results: dict) -> None:
+def test_idle_reports_memory_per_socket(results: dict[str, Any]) -> None:
     for stack in results["stacks"].values():
         assert [r["sockets"] for r in stack["idle"]] == run.SMOKE.idle
         assert all(r["rss_kb"] > 0 for r in stack["idle"])
 
 
-def test_targets_are_evaluated(results: dict) -> None:
+def test_targets_are_evaluated(results: dict[str, Any]) -> None:
     names = {t["target"] for t in results["targets"]}
     assert any("p99" in name for name in names) and any("KB per idle socket" in name for name in names)

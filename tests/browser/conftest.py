@@ -75,6 +75,6 @@ async def wait_until_true(page: Page, expression: str, timeout_ms: int = TIMEOUT
 
     async def check() -> None:
         while not await page.evaluate(expression):
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the poll interval of this bounded poll
 
     await asyncio.wait_for(check(), timeout_ms / 1000)

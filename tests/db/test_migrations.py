@@ -1,5 +1,6 @@
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -22,13 +23,13 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             yield url
 
 
-def head_revision() -> str:
+def head_revision() -> str | None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return ScriptDirectory.from_config(config).get_current_head()
 
 
-def inspect(url: str) -> tuple[set[str], str | None, list]:
+def inspect(url: str) -> tuple[set[str], str | None, list[Any]]:
     engine = sa.create_engine(sync_url(url), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as connection:
@@ -39,7 +40,7 @@ def inspect(url: str) -> tuple[set[str], str | None, list]:
         engine.dispose()
 
 
-def test_upgrade_creates_every_table_and_is_idempotent(empty_url):
+def test_upgrade_creates_every_table_and_is_idempotent(empty_url: str) -> None:
     assert inspect(empty_url)[0] == set()
     upgrade(empty_url)
     first = inspect(empty_url)
@@ -51,7 +52,7 @@ def test_upgrade_creates_every_table_and_is_idempotent(empty_url):
     assert differences == [], f"the migrations and tables.py disagree: {differences}"
 
 
-def test_upgrade_keeps_existing_rows(database_url):
+def test_upgrade_keeps_existing_rows(database_url: str) -> None:
     engine = sa.create_engine(sync_url(database_url), poolclass=sa.pool.NullPool)
     users = metadata.tables["users"]
     with engine.begin() as connection:

@@ -36,17 +36,23 @@ async def test_queries_and_transactions_reuse_kept_connections(url: str) -> None
         opened = sqlite_threads() - before
         assert 1 <= len(opened) <= ReusingSQLitePool.KEEP
         assert all(thread.daemon for thread in opened)
-    await asyncio.wait_for(asyncio.to_thread(lambda: [t.join(5) for t in opened]), 10)
+
+    def join_all() -> None:
+        for thread in opened:
+            thread.join(5)
+
+    await asyncio.wait_for(asyncio.to_thread(join_all), 10)
     assert not sqlite_threads() & opened, "disconnect closes every kept connection"
 
 
 async def test_concurrent_readers_get_connections_of_their_own(url: str) -> None:
     async with connected(url) as db:
+        all_holding = asyncio.Barrier(8)
 
         async def read() -> None:
             async with db.connection() as connection:
                 await connection.fetch_val("SELECT 1")
-                await asyncio.sleep(0.05)
+                await all_holding.wait()  # the 8 connections are in use at once
 
         await asyncio.wait_for(asyncio.gather(*(read() for _ in range(8))), 10)
         assert len(db._backend._pool._idle) == ReusingSQLitePool.KEEP  # the rest were closed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -12,7 +14,7 @@ from tests.support.server import RunningServer
 
 
 @pytest.fixture
-async def http(server: RunningServer):  # type: ignore[no-untyped-def]
+async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.http, timeout=5) as client:
         yield client
 

@@ -7,6 +7,7 @@ connection that must never leave a subscriber waiting (shared/dependencies.md §
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 import time
 import uuid
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from matchcast.realtime.backends import RedisBackend
 from matchcast.realtime.broker import Broker, BrokerUnavailable
 from matchcast.services import matches
 from tests.support.processes import PostgresCluster, RedisServer, wait_until
@@ -126,8 +128,13 @@ async def test_a_lost_connection_fails_subscribers_promptly_and_comes_back(priva
     broker = await connected_broker(private.url)
     try:
         async with broker.subscribe("room") as subscription:
-            waiting = asyncio.create_task(subscription.get())
-            await asyncio.sleep(0.1)
+            get = subscription.get()
+            waiting = asyncio.create_task(get)
+
+            def suspended() -> bool:  # started, and so waiting: the next message is get()'s only await
+                return inspect.getcoroutinestate(get) == inspect.CORO_SUSPENDED
+
+            await wait_until(suspended, PROMPTLY, "get() waiting for a message")
             stopped = time.monotonic()
             await private.stop()
             with pytest.raises(BrokerUnavailable):
@@ -211,17 +218,23 @@ async def test_a_room_closed_while_its_subscription_waits_for_redis_stops_listen
                 async with broker.subscribe("closing") as subscription:
                     await subscription.get()
             except BrokerUnavailable:
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # the retry pause of a listener, as the hub's; not a wait for anything
 
     try:
         assert redis.process is not None
         redis.process.send_signal(signal.SIGSTOP)  # the SUBSCRIBE goes out; no confirmation comes
         task = asyncio.create_task(listen())
-        await asyncio.sleep(0.3)
+
+        def subscribe_sent() -> bool:  # redis-py counts a channel in once its SUBSCRIBE is written
+            link = broker._link
+            return link is not None and isinstance(link.backend, RedisBackend) and link.backend._pubsub.subscribed
+
+        await wait_until(subscribe_sent, PROMPTLY, "the SUBSCRIBE sent, its confirmation awaited")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, PROMPTLY)
         assert attempts == 1
     finally:
+        assert redis.process is not None
         redis.process.send_signal(signal.SIGCONT)
         await broker.disconnect()

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from typing import Any
 
 import httpx
@@ -116,14 +117,19 @@ async def test_the_service_survives_a_broker_outage_and_loses_nothing(
         await broker.stop()
         down_since = time.monotonic()
         for server in (a, b):
-            await wait_until(lambda s=server: _degraded(s), 10, "/healthz says the broadcast is down")
+            await wait_until(partial(_degraded, server), 10, "/healthz says the broadcast is down")
         status, report = await health(b)
         assert status == 503 and report["status"] == "degraded" and report["database"] == "ok"
         assert report["broadcast"].startswith("unavailable: "), report
 
         # Still serving: actions succeed and are stored; only their broadcast fails.
         await player.send({"type": "score_update", "participant1_score": 2, "participant2_score": 0})
-        await asyncio.sleep(0.2)  # past the batching window: stored on its own
+
+        async def score_2_stored() -> bool:  # its own event in the log, before anything else is sent
+            last: int = await eventlog.last_id(a.realtime.db, room)
+            return last == int(seen_by_b) + 1
+
+        await wait_until(score_2_stored, 5, "score 2 stored in the match room's log")
         await player.send({"type": "report_dispute", "reason": "the stream froze"})
         async with httpx.AsyncClient(timeout=5) as http:
             reply = await http.post(
@@ -143,10 +149,12 @@ async def test_the_service_survives_a_broker_outage_and_loses_nothing(
         async with a.client(f"/ws/tournament/{t.id}/", a.guest_token()) as newcomer:
             assert (await newcomer.established())["last_event_id"] == await stored_last(a, tournament_room)
 
+        # Not a wait for anything: the outage the test is about lasts OUTAGE seconds, long enough
+        # for each instance's reconnection attempts (0.2 s, 0.4 s, 0.8 s apart) to fail a few times.
         await asyncio.sleep(OUTAGE - (time.monotonic() - down_since))
         await broker.start()  # the same port
         for server in (a, b):
-            await wait_until(lambda s=server: _healthy(s), RECOVERY, "/healthz ok again")
+            await wait_until(partial(_healthy, server), RECOVERY, "/healthz ok again")
         assert await health(a) == (200, {"status": "ok", "database": "ok", "broadcast": "ok"})
 
         last = await stored_last(a, room)

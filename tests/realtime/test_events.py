@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 
+from matchcast.protocol import tournament_room
+from matchcast.realtime import eventlog
+from tests.support.processes import wait_until
 from tests.support.server import RunningServer
 
 
@@ -128,12 +132,23 @@ async def test_ids_stay_contiguous_under_concurrent_publishers(server: RunningSe
                     assert response.status_code == 200
 
             await asyncio.gather(*(hammer(m) for m in live))
-            await asyncio.sleep(0.5)  # let the last batching windows close
-            frames = [f for f in await spectator.quiet(0.5) if "id" in f]
+            frames: list[dict[str, Any]] = []
+
+            def latest() -> dict[int, int]:
+                return {f["data"]["match_id"]: f["data"]["participant1_score"] for f in frames}
+
+            async def every_final_score() -> None:  # the last batching windows release them
+                while latest() != {m: 4 for m in live}:
+                    frames.extend(await spectator.events(1))
+
+            await asyncio.wait_for(every_final_score(), 10)
+            hub = server.realtime.hub
+            await wait_until(lambda: hub.batcher.open_windows == 0, 5, "every batching window closed")
+            stored = await eventlog.last_id(server.realtime.db, tournament_room(t.id))
     ids = [f["id"] for f in frames]
     assert ids == list(range(start + 1, start + 1 + len(ids)))
-    last = {f["data"]["match_id"]: f["data"]["participant1_score"] for f in frames}
-    assert last == {m: 4 for m in live}  # every match's latest score arrived
+    assert ids[-1] == stored  # nothing stored after the final scores: no stale score follows them
+    assert latest() == {m: 4 for m in live}  # every match's latest score arrived
 
 
 async def test_events_are_one_encoded_text_per_room(server: RunningServer) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 
@@ -12,6 +11,7 @@ from websockets.asyncio.client import connect
 
 from matchcast.services import disputes, matches
 from tests.support.databases import dump
+from tests.support.processes import wait_until
 from tests.support.server import RunningServer
 
 
@@ -34,8 +34,8 @@ async def test_resuming_clients_that_never_read_hold_no_database_connection(serv
         async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as ws:
             assert (await ws.established())["role"] == "spectator"
     finally:
-        for ws in stalled:
-            ws.transport.abort()
+        for connection in stalled:
+            connection.transport.abort()
 
 
 @pytest.mark.parametrize("overrides", [{"max_pending": 4}])
@@ -53,12 +53,8 @@ async def test_a_slow_consumer_leaves_its_room_even_if_it_never_reads_again(serv
             if any(c.closing for c in server.realtime.hub.connections()):
                 break
         assert any(c.close_code == 4009 for c in server.realtime.hub.connections())
-
-        async def gone() -> None:
-            while list(server.realtime.hub.connections()):
-                await asyncio.sleep(0.1)
-
-        await asyncio.wait_for(gone(), 10)  # dropped after the close grace, though it never reads
+        # dropped after the close grace, though it never reads
+        await wait_until(lambda: not list(server.realtime.hub.connections()), 10, "the slow consumer gone")
     finally:
         stalled.transport.abort()
 

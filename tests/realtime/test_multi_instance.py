@@ -131,10 +131,11 @@ async def test_scores_alternating_between_instances_stay_monotonic(two: Deployme
         updates = 20
         for n in range(1, updates + 1):
             await (p1 if n % 2 else p2).send({"type": "score_update", "participant1_score": n, "participant2_score": 0})
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # pacing, not a wait: a stream of one update every 20 ms
 
         async def all_stored() -> bool:  # every update is accepted, on either instance
-            return (await two.factory.match(match.id)).sequence == updates
+            sequence: int = (await two.factory.match(match.id)).sequence
+            return sequence == updates
 
         await wait_until(all_stored, 10, f"{updates} score updates stored")
         final = await two.factory.match(match.id)

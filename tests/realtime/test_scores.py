@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any, cast
 
 import httpx
 import pytest
 
 from matchcast.settings import RateLimit
+from tests.support.processes import wait_until
 from tests.support.server import RunningServer
 
 FAST = RateLimit(1000, 1)
 
 
-def scores(frame: dict) -> tuple[int, int]:
+def scores(frame: dict[str, Any]) -> tuple[int, int]:
     return frame["data"]["participant1_score"], frame["data"]["participant2_score"]
 
 
-async def stored(server: RunningServer, match_id: int) -> dict:
+async def stored(server: RunningServer, match_id: int) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
-        return (await http.get(f"/api/matches/{match_id}")).json()
+        return cast(dict[str, Any], (await http.get(f"/api/matches/{match_id}")).json())
 
 
 async def test_a_score_reaches_both_rooms_at_once(server: RunningServer) -> None:
@@ -78,7 +80,7 @@ async def test_a_continuous_stream_still_yields_a_frame_per_window(server: Runni
     ):
         await player.established()
         await spectator.established()
-        received: list[tuple[float, dict]] = []
+        received: list[tuple[float, dict[str, Any]]] = []
 
         async def watch() -> None:
             while True:
@@ -90,13 +92,13 @@ async def test_a_continuous_stream_still_yields_a_frame_per_window(server: Runni
         start = time.monotonic()
         for n in range(1, 101):  # 50 updates a second for 2 seconds
             await player.send({"type": "score_update", "participant1_score": n, "participant2_score": n // 2})
+            # pacing, not a wait: the stream the test is about, one update every 20 ms
             await asyncio.sleep(max(0, start + n * 0.02 - time.monotonic()))
 
-        async def last_arrived() -> None:
-            while not received or received[-1][1]["data"]["sequence"] < 100:
-                await asyncio.sleep(0.05)
+        def last_arrived() -> bool:
+            return bool(received) and received[-1][1]["data"]["sequence"] >= 100
 
-        await asyncio.wait_for(last_arrived(), 10)
+        await wait_until(last_arrived, 10, "the last score of the stream at the spectator")
         watcher.cancel()
     # never starved: at least one frame in every 200 ms of the stream, ~one per 100 ms window
     times = [at - start for at, _ in received]
@@ -122,7 +124,12 @@ async def test_match_completed_flushes_the_pending_score_and_is_never_delayed(se
         first = await spectator.recv_type("score_updated")
         await player.send({"type": "score_update", "participant1_score": 2, "participant2_score": 0})
         await player.send({"type": "score_update", "participant1_score": 3, "participant2_score": 0})
-        await asyncio.sleep(0.2)  # both stored, inside the 3 s window
+
+        async def both_stored() -> bool:  # and so pending in the 3 s window
+            sequence: int = (await stored(server, match.id))["sequence"]
+            return sequence == 3
+
+        await wait_until(both_stored, 2, "scores 2 and 3 stored")
         began = time.monotonic()
         headers = {"Authorization": f"Bearer {server.token(t.organizer.user_id)}"}
         response = await http.post(f"/api/matches/{match.id}/complete", json={}, headers=headers)

@@ -44,6 +44,7 @@ def assert_event(event: Event, event_type: str, tournament_id: int, match_id: in
         assert event.rooms == (tournament_room(tournament_id),)
         assert isinstance(event.data["bracket"]["rounds"], list)
     else:
+        assert match_id is not None, f"{event_type} events belong to a match: pass its id"
         assert event.rooms == (tournament_room(tournament_id), match_room(match_id))
         assert event.data["match_id"] == match_id
     for key, value in event.data.items():

@@ -1,12 +1,13 @@
 import math
 import random
 from collections import Counter
+from typing import cast
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from matchcast.services.brackets import MAX_PLAYERS, MIN_PLAYERS, plan, seed_order
+from matchcast.services.brackets import MAX_PLAYERS, MIN_PLAYERS, PlannedMatch, plan, seed_order
 
 player_counts = st.integers(min_value=MIN_PLAYERS, max_value=MAX_PLAYERS)
 fast = settings(max_examples=60, deadline=None, derandomize=True)
@@ -16,8 +17,8 @@ def ids_for(n: int) -> list[int]:
     return [1000 + seed for seed in range(1, n + 1)]
 
 
-def by_round(planned):
-    rounds: dict[int, list] = {}
+def by_round(planned: list[PlannedMatch]) -> dict[int, list[PlannedMatch]]:
+    rounds: dict[int, list[PlannedMatch]] = {}
     for match in planned:
         rounds.setdefault(match.round, []).append(match)
     return rounds
@@ -25,7 +26,7 @@ def by_round(planned):
 
 @fast
 @given(player_counts)
-def test_every_player_is_placed_exactly_once(n):
+def test_every_player_is_placed_exactly_once(n: int) -> None:
     first_round = [m for m in plan(ids_for(n)) if m.round == 1]
     placed = Counter(p for m in first_round for p in (m.participant1_id, m.participant2_id) if p is not None)
     assert placed == Counter(ids_for(n))
@@ -33,7 +34,7 @@ def test_every_player_is_placed_exactly_once(n):
 
 @fast
 @given(player_counts)
-def test_byes_only_in_round_one_and_never_two_in_a_match(n):
+def test_byes_only_in_round_one_and_never_two_in_a_match(n: int) -> None:
     planned = plan(ids_for(n))
     for match in planned:
         players = [p for p in (match.participant1_id, match.participant2_id) if p is not None]
@@ -47,7 +48,7 @@ def test_byes_only_in_round_one_and_never_two_in_a_match(n):
 
 @fast
 @given(player_counts)
-def test_round_count_and_each_round_halves(n):
+def test_round_count_and_each_round_halves(n: int) -> None:
     rounds = by_round(plan(ids_for(n)))
     assert sorted(rounds) == list(range(1, math.ceil(math.log2(n)) + 1))
     assert len(rounds[1]) == 2 ** math.ceil(math.log2(n)) // 2
@@ -59,7 +60,7 @@ def test_round_count_and_each_round_halves(n):
 
 @fast
 @given(player_counts, st.randoms(use_true_random=False))
-def test_random_winners_advance_to_exactly_one_champion(n, rnd: random.Random):
+def test_random_winners_advance_to_exactly_one_champion(n: int, rnd: random.Random) -> None:
     planned = plan(ids_for(n))
     slots: dict[tuple[int, int], dict[int, int]] = {}
     champions = []
@@ -82,13 +83,13 @@ def test_random_winners_advance_to_exactly_one_champion(n, rnd: random.Random):
 
 @fast
 @given(player_counts)
-def test_top_two_seeds_meet_only_in_the_final(n):
+def test_top_two_seeds_meet_only_in_the_final(n: int) -> None:
     order = seed_order(2 ** math.ceil(math.log2(n)))
     half = len(order) // 2
     assert (1 in order[:half]) != (2 in order[:half])
 
 
-def test_eight_players_seed_one_meets_seed_eight_first():
+def test_eight_players_seed_one_meets_seed_eight_first() -> None:
     planned = plan(ids_for(8))
     first_round = [(m.participant1_id, m.participant2_id) for m in planned if m.round == 1]
     assert first_round == [(1001, 1008), (1004, 1005), (1002, 1007), (1003, 1006)]
@@ -99,19 +100,20 @@ def test_eight_players_seed_one_meets_seed_eight_first():
     ]
 
 
-def test_five_players_byes_go_to_seeds_one_to_three():
+def test_five_players_byes_go_to_seeds_one_to_three() -> None:
     planned = plan(ids_for(5))
     byes = [m for m in planned if m.is_bye]
-    assert sorted(m.participant1_id or m.participant2_id for m in byes) == [1001, 1002, 1003]
+    # A bye holds exactly one player (test_byes_only_in_round_one_and_never_two_in_a_match).
+    assert sorted(cast(int, m.participant1_id or m.participant2_id) for m in byes) == [1001, 1002, 1003]
     played = [m for m in planned if m.round == 1 and not m.is_bye]
     assert [(m.participant1_id, m.participant2_id) for m in played] == [(1004, 1005)]
 
 
-def test_two_players_play_only_the_final():
+def test_two_players_play_only_the_final() -> None:
     assert [(m.round, m.participant1_id, m.participant2_id, m.is_bye) for m in plan([7, 9])] == [(1, 7, 9, False)]
 
 
 @pytest.mark.parametrize("player_ids", [[], [1], list(range(1, MAX_PLAYERS + 2)), [1, 2, 2]])
-def test_bad_player_lists_are_refused(player_ids):
+def test_bad_player_lists_are_refused(player_ids: list[int]) -> None:
     with pytest.raises(ValueError):
         plan(player_ids)

@@ -1,25 +1,38 @@
 import asyncio
+from typing import Any
 
 import pytest
 
+from matchcast.db.database import Database
 from matchcast.errors import FORBIDDEN, INVALID_STATE, NOT_FOUND, VALIDATION_ERROR
 from matchcast.services import matches, tournaments
+from matchcast.services.actors import Actor
 from matchcast.services.matches import complete_match, start_match, update_score
+from matchcast.services.publisher import DiscardingPublisher
 from matchcast.services.snapshots import match_snapshot
 from tests.services.checks import assert_event, refused
+from tests.support.factories import Factory
 
 
-def types(publisher, start=0):
+def types(publisher: DiscardingPublisher, start: int = 0) -> list[str]:
     return [e.type for e in publisher.published[start:]]
 
 
-async def play(db, publisher, organizer, match_id, score1, score2, winner_id=None):
+async def play(
+    db: Database,
+    publisher: DiscardingPublisher,
+    organizer: Actor,
+    match_id: int,
+    score1: int,
+    score2: int,
+    winner_id: int | None = None,
+) -> Any:
     await start_match(db, publisher, organizer, match_id)
     await update_score(db, publisher, organizer, match_id, score1, score2)
     return await complete_match(db, publisher, organizer, match_id, winner_id)
 
 
-async def test_full_four_player_flow(db, factory, publisher):
+async def test_full_four_player_flow(db: Database, factory: Factory, publisher: DiscardingPublisher) -> None:
     t = await factory.seeded(4)
     org, (s1, _, s3, s4) = t.organizer, t.players
     rows = {(r.round, r.position): r for r in await matches.matches_of(db, t.id)}
@@ -70,7 +83,9 @@ async def test_full_four_player_flow(db, factory, publisher):
 
 
 @pytest.mark.parametrize("players", [5, 8])
-async def test_playing_every_match_crowns_one_champion(db, factory, publisher, players):
+async def test_playing_every_match_crowns_one_champion(
+    db: Database, factory: Factory, publisher: DiscardingPublisher, players: int
+) -> None:
     t = await factory.seeded(players)
     played = 0
     while (await tournaments.get_tournament(db, t.id)).status != "completed":
@@ -91,7 +106,9 @@ async def test_playing_every_match_crowns_one_champion(db, factory, publisher, p
     assert final.next_match_id is None and final.winner_id == t.players[0].user_id  # player 1 always won
 
 
-async def test_sequence_increases_by_one_per_accepted_update(db, factory, publisher):
+async def test_sequence_increases_by_one_per_accepted_update(
+    db: Database, factory: Factory, publisher: DiscardingPublisher
+) -> None:
     t, match = await factory.live_match()
     for expected, (a, b) in enumerate([(1, 0), (1, 1), (2, 1), (2, 1)], start=1):
         row = await update_score(db, publisher, t.organizer, match.id, a, b)
@@ -102,7 +119,9 @@ async def test_sequence_increases_by_one_per_accepted_update(db, factory, publis
     assert [e.data["sequence"] for e in publisher.published if e.type == "score_updated"] == [1, 2, 3, 4, 5]
 
 
-async def test_concurrent_score_updates_get_distinct_sequences(db, factory, publisher):
+async def test_concurrent_score_updates_get_distinct_sequences(
+    db: Database, factory: Factory, publisher: DiscardingPublisher
+) -> None:
     t, match = await factory.live_match()
     rows = await asyncio.gather(*(update_score(db, publisher, t.organizer, match.id, i, 20 - i) for i in range(20)))
     assert sorted(r.sequence for r in rows) == list(range(1, 21))
@@ -114,20 +133,20 @@ async def test_concurrent_score_updates_get_distinct_sequences(db, factory, publ
     assert (final.participant1_score, final.participant2_score) == (last.participant1_score, last.participant2_score)
 
 
-async def test_bad_scores_are_refused(db, factory, publisher):
+async def test_bad_scores_are_refused(db: Database, factory: Factory, publisher: DiscardingPublisher) -> None:
     t, match = await factory.live_match()
     for bad in (-1, 1_000_001, True, False, 1.0, 2.5, "3", None):
         await refused(db, publisher, VALIDATION_ERROR, update_score(db, publisher, t.organizer, match.id, bad, 0))
         await refused(db, publisher, VALIDATION_ERROR, update_score(db, publisher, t.organizer, match.id, 0, bad))
 
 
-async def test_score_limits_are_inclusive(db, factory, publisher):
+async def test_score_limits_are_inclusive(db: Database, factory: Factory, publisher: DiscardingPublisher) -> None:
     t, match = await factory.live_match()
     row = await update_score(db, publisher, t.organizer, match.id, 0, 1_000_000)
     assert (row.participant1_score, row.participant2_score) == (0, 1_000_000)
 
 
-async def test_scoring_needs_a_live_match(db, factory, publisher):
+async def test_scoring_needs_a_live_match(db: Database, factory: Factory, publisher: DiscardingPublisher) -> None:
     t = await factory.seeded(4)
     scheduled = (await matches.matches_of(db, t.id))[0]
     error = await refused(db, publisher, INVALID_STATE, update_score(db, publisher, t.organizer, scheduled.id, 1, 0))
@@ -136,7 +155,9 @@ async def test_scoring_needs_a_live_match(db, factory, publisher):
     await refused(db, publisher, INVALID_STATE, update_score(db, publisher, t.organizer, scheduled.id, 2, 0))
 
 
-async def test_spectators_and_other_players_cannot_score(db, factory, publisher):
+async def test_spectators_and_other_players_cannot_score(
+    db: Database, factory: Factory, publisher: DiscardingPublisher
+) -> None:
     t = await factory.seeded(4)
     first, second = (await matches.matches_of(db, t.id))[:2]
     await start_match(db, publisher, t.organizer, first.id)
@@ -146,7 +167,9 @@ async def test_spectators_and_other_players_cannot_score(db, factory, publisher)
         await refused(db, publisher, FORBIDDEN, update_score(db, publisher, actor, first.id, 1, 0))
 
 
-async def test_only_the_organizer_or_staff_starts_and_completes(db, factory, publisher):
+async def test_only_the_organizer_or_staff_starts_and_completes(
+    db: Database, factory: Factory, publisher: DiscardingPublisher
+) -> None:
     t = await factory.seeded(2)
     match = (await matches.matches_of(db, t.id))[0]
     player, outsider, staff = t.players[0], await factory.user(), await factory.user(staff=True)
@@ -159,7 +182,9 @@ async def test_only_the_organizer_or_staff_starts_and_completes(db, factory, pub
     assert (await complete_match(db, publisher, staff, match.id)).winner_id == player.user_id
 
 
-async def test_completion_refusals_change_nothing(db, factory, publisher):
+async def test_completion_refusals_change_nothing(
+    db: Database, factory: Factory, publisher: DiscardingPublisher
+) -> None:
     t, match = await factory.live_match()
     org = t.organizer
     await update_score(db, publisher, org, match.id, 2, 2)
@@ -174,7 +199,9 @@ async def test_completion_refusals_change_nothing(db, factory, publisher):
     await refused(db, publisher, INVALID_STATE, start_match(db, publisher, org, match.id))
 
 
-async def test_start_and_complete_need_the_right_status(db, factory, publisher):
+async def test_start_and_complete_need_the_right_status(
+    db: Database, factory: Factory, publisher: DiscardingPublisher
+) -> None:
     t = await factory.seeded(2)
     match = (await matches.matches_of(db, t.id))[0]
     org = t.organizer
@@ -183,7 +210,7 @@ async def test_start_and_complete_need_the_right_status(db, factory, publisher):
     await refused(db, publisher, INVALID_STATE, start_match(db, publisher, org, match.id))
 
 
-async def test_unknown_or_malformed_match_ids(db, factory, publisher):
+async def test_unknown_or_malformed_match_ids(db: Database, factory: Factory, publisher: DiscardingPublisher) -> None:
     t = await factory.seeded(2)
     org = t.organizer
     await refused(db, publisher, NOT_FOUND, start_match(db, publisher, org, 999_999))
@@ -193,7 +220,7 @@ async def test_unknown_or_malformed_match_ids(db, factory, publisher):
         await refused(db, publisher, VALIDATION_ERROR, start_match(db, publisher, org, bad))
 
 
-async def test_cancel_match(db, factory, publisher):
+async def test_cancel_match(db: Database, factory: Factory, publisher: DiscardingPublisher) -> None:
     t, match = await factory.live_match(4)
     player = next(p for p in t.players if p.user_id == match.participant1_id)
     await refused(db, publisher, FORBIDDEN, matches.cancel_match(db, publisher, player, match.id))
@@ -208,7 +235,7 @@ async def test_cancel_match(db, factory, publisher):
     assert (final.participant1_id, final.participant2_id) == (None, None)
 
 
-async def test_match_snapshot(db, factory, publisher):
+async def test_match_snapshot(db: Database, factory: Factory, publisher: DiscardingPublisher) -> None:
     t, match = await factory.live_match()
     await update_score(db, publisher, t.organizer, match.id, 4, 2)
     snapshot = await match_snapshot(db, match.id)
@@ -230,7 +257,9 @@ async def test_match_snapshot(db, factory, publisher):
     assert snapshot["disputes"] == []
 
 
-async def test_concurrent_completions_schedule_the_next_match_once(db, factory, publisher):
+async def test_concurrent_completions_schedule_the_next_match_once(
+    db: Database, factory: Factory, publisher: DiscardingPublisher
+) -> None:
     t = await factory.seeded(4)
     semi1, semi2, final = await matches.matches_of(db, t.id)
     for semi in (semi1, semi2):

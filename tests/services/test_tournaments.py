@@ -3,35 +3,40 @@ import asyncio
 import pytest
 
 from matchcast import errors
+from matchcast.db.database import Database
 from matchcast.errors import CONFLICT, FORBIDDEN, INVALID_STATE, NOT_FOUND, VALIDATION_ERROR
 from matchcast.services import matches, tournaments
+from matchcast.services.publisher import DiscardingPublisher
 from matchcast.services.snapshots import tournament_snapshot
 from tests.services.checks import assert_event, refused
+from tests.support.factories import Factory
 
 
-async def test_create_tournament(db, factory):
+async def test_create_tournament(db: Database, factory: Factory) -> None:
     organizer = await factory.user()
     tournament_id = await tournaments.create_tournament(db, organizer, "  Spring Cup  ", is_public=False)
     row = await tournaments.get_tournament(db, tournament_id)
     assert (row.name, row.organizer_id, row.is_public, row.status) == ("Spring Cup", organizer.user_id, False, "draft")
 
 
-async def test_create_tournament_refuses_bad_names(db, factory, publisher):
+async def test_create_tournament_refuses_bad_names(
+    db: Database, factory: Factory, publisher: DiscardingPublisher
+) -> None:
     organizer = await factory.user()
     for name in ("", "   ", "x" * 201, None, 42):
         await refused(db, publisher, VALIDATION_ERROR, tournaments.create_tournament(db, organizer, name))
 
 
-async def test_create_tournament_needs_a_user(db, publisher):
+async def test_create_tournament_needs_a_user(db: Database, publisher: DiscardingPublisher) -> None:
     await refused(db, publisher, FORBIDDEN, tournaments.create_tournament(db, None, "Cup"))
 
 
-async def test_get_tournament_errors(db, publisher):
+async def test_get_tournament_errors(db: Database, publisher: DiscardingPublisher) -> None:
     await refused(db, publisher, NOT_FOUND, tournaments.get_tournament(db, 12345))
     await refused(db, publisher, VALIDATION_ERROR, tournaments.get_tournament(db, "1"))
 
 
-async def test_list_tournaments_hides_private_ones_from_others(db, factory):
+async def test_list_tournaments_hides_private_ones_from_others(db: Database, factory: Factory) -> None:
     owner, other, staff = await factory.user(), await factory.user(), await factory.user(staff=True)
     public = await tournaments.create_tournament(db, owner, "Open", is_public=True)
     private = await tournaments.create_tournament(db, owner, "Closed", is_public=False)
@@ -41,13 +46,13 @@ async def test_list_tournaments_hides_private_ones_from_others(db, factory):
     assert [t.id for t in await tournaments.list_tournaments(db, staff)] == [private, public]
 
 
-async def test_register_players_in_order(db, factory):
+async def test_register_players_in_order(db: Database, factory: Factory) -> None:
     tournament = await factory.tournament(3)
     registered = await tournaments.registered_players(db, tournament.id)
     assert [p.id for p in registered] == [p.user_id for p in tournament.players]
 
 
-async def test_register_refusals_change_nothing(db, factory, publisher):
+async def test_register_refusals_change_nothing(db: Database, factory: Factory, publisher: DiscardingPublisher) -> None:
     tournament = await factory.tournament(1)
     outsider, player = await factory.user(), tournament.players[0]
     organizer = tournament.organizer
@@ -59,7 +64,7 @@ async def test_register_refusals_change_nothing(db, factory, publisher):
     await refused(db, publisher, NOT_FOUND, tournaments.register_player(db, organizer, 999_999, outsider.user_id))
 
 
-async def test_staff_may_register_and_seed(db, factory, publisher):
+async def test_staff_may_register_and_seed(db: Database, factory: Factory, publisher: DiscardingPublisher) -> None:
     staff = await factory.user(staff=True)
     tournament = await factory.tournament(1)
     extra = await factory.user()
@@ -67,7 +72,7 @@ async def test_staff_may_register_and_seed(db, factory, publisher):
     assert len(await tournaments.seed_bracket(db, publisher, staff, tournament.id)) == 1
 
 
-async def test_seed_eight_players(db, factory, publisher):
+async def test_seed_eight_players(db: Database, factory: Factory, publisher: DiscardingPublisher) -> None:
     tournament = await factory.tournament(8)
     ids = await tournaments.seed_bracket(db, publisher, tournament.organizer, tournament.id)
     rows = await matches.matches_of(db, tournament.id)
@@ -95,7 +100,7 @@ async def test_seed_eight_players(db, factory, publisher):
     assert [r["name"] for r in bracket["rounds"]] == ["Quarterfinals", "Semifinals", "Final"]
 
 
-async def test_seed_five_players_advances_byes(db, factory, publisher):
+async def test_seed_five_players_advances_byes(db: Database, factory: Factory, publisher: DiscardingPublisher) -> None:
     tournament = await factory.tournament(5)
     await tournaments.seed_bracket(db, publisher, tournament.organizer, tournament.id)
     s = [p.user_id for p in tournament.players]
@@ -123,7 +128,9 @@ async def test_seed_five_players_advances_byes(db, factory, publisher):
     )
 
 
-async def test_seed_three_players_gives_seed_one_a_bye_into_the_final(db, factory, publisher):
+async def test_seed_three_players_gives_seed_one_a_bye_into_the_final(
+    db: Database, factory: Factory, publisher: DiscardingPublisher
+) -> None:
     tournament = await factory.tournament(3)
     await tournaments.seed_bracket(db, publisher, tournament.organizer, tournament.id)
     s = [p.user_id for p in tournament.players]
@@ -137,7 +144,7 @@ async def test_seed_three_players_gives_seed_one_a_bye_into_the_final(db, factor
     )
 
 
-async def test_seed_refusals_change_nothing(db, factory, publisher):
+async def test_seed_refusals_change_nothing(db: Database, factory: Factory, publisher: DiscardingPublisher) -> None:
     lonely = await factory.tournament(1)
     await refused(db, publisher, INVALID_STATE, tournaments.seed_bracket(db, publisher, lonely.organizer, lonely.id))
     empty = await factory.tournament(0)
@@ -158,7 +165,7 @@ async def test_seed_refusals_change_nothing(db, factory, publisher):
     await refused(db, publisher, NOT_FOUND, tournaments.seed_bracket(db, publisher, tournament.organizer, 999_999))
 
 
-async def test_snapshot_after_seeding(db, factory):
+async def test_snapshot_after_seeding(db: Database, factory: Factory) -> None:
     tournament = await factory.seeded(4)
     snapshot = await tournament_snapshot(db, tournament.id)
     assert snapshot["id"] == tournament.id and snapshot["status"] == "running"
@@ -167,7 +174,7 @@ async def test_snapshot_after_seeding(db, factory):
         await tournament_snapshot(db, 999_999)
 
 
-async def test_concurrent_seeding_seeds_once(db, factory, publisher):
+async def test_concurrent_seeding_seeds_once(db: Database, factory: Factory, publisher: DiscardingPublisher) -> None:
     t = await factory.tournament(4)
     results = await asyncio.gather(
         *(tournaments.seed_bracket(db, publisher, t.organizer, t.id) for _ in range(3)), return_exceptions=True
@@ -179,7 +186,9 @@ async def test_concurrent_seeding_seeds_once(db, factory, publisher):
     assert len(await matches.matches_of(db, t.id)) == 3
 
 
-async def test_concurrent_registration_registers_once(db, factory, publisher):
+async def test_concurrent_registration_registers_once(
+    db: Database, factory: Factory, publisher: DiscardingPublisher
+) -> None:
     t = await factory.tournament(0)
     player = await factory.user()
     results = await asyncio.gather(

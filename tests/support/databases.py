@@ -11,10 +11,10 @@ import atexit
 import os
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import sqlalchemy as sa
@@ -80,7 +80,7 @@ async def fresh_postgres_database(migrate: bool = True, admin_url: str = ADMIN_U
         await drop_postgres_database(url, admin_url)
 
 
-def run_in_thread(make: Callable[[], Awaitable[T]]) -> T:
+def run_in_thread(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion on its own loop in a worker thread.
 
     For sync fixtures: asyncio.run() on the main thread would replace the event loop that
@@ -90,7 +90,7 @@ def run_in_thread(make: Callable[[], Awaitable[T]]) -> T:
 
     def target() -> None:
         try:
-            result["value"] = asyncio.run(make())  # type: ignore[arg-type]
+            result["value"] = asyncio.run(make())
         except BaseException as exc:
             result["error"] = exc
 
@@ -99,7 +99,7 @@ def run_in_thread(make: Callable[[], Awaitable[T]]) -> T:
     thread.join()
     if "error" in result:
         raise result["error"]
-    return result["value"]
+    return cast(T, result["value"])
 
 
 @contextmanager

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def wait_until(predicate, seconds: float, what: str, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
+async def wait_until(
+    predicate: Callable[[], bool | Coroutine[Any, Any, bool]], seconds: float, what: str, interval: float = 0.05
+) -> None:
     """Poll `predicate` (sync or async) until it is true; fail naming `what` after `seconds`."""
     deadline = time.monotonic() + seconds
     while True:
@@ -55,7 +57,7 @@ async def wait_until(predicate, seconds: float, what: str, interval: float = 0.0
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not within {seconds:g}s")
-        await asyncio.sleep(interval)
+        await asyncio.sleep(interval)  # the poll interval, bounded by the deadline above
 
 
 class ServerProcess:

@@ -7,9 +7,10 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import websockets
+from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -41,7 +42,9 @@ class RunningServer:
 
     @property
     def realtime(self) -> Realtime:
-        return self.server.config.app.state.realtime  # type: ignore[no-any-return]
+        # config.app is the Starlette app running_server() passed in; its state is untyped.
+        app = cast(Starlette, self.server.config.app)
+        return cast(Realtime, app.state.realtime)
 
     @property
     def factory(self) -> Factory:
@@ -142,7 +145,7 @@ async def running_server(settings: Settings) -> AsyncIterator[RunningServer]:
             if task.done():
                 task.result()
                 raise RuntimeError("server stopped during start-up")
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # the poll interval, bounded by the wait_for below
 
     await asyncio.wait_for(started(), 20)
     host, port = server.servers[0].sockets[0].getsockname()[:2]
