@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from matchcast.realtime.broadcast import BroadcastBroker
 from matchcast.realtime.broker import Broker, BrokerUnavailable
 from matchcast.services import matches
 from tests.support.processes import PostgresCluster, RedisServer, wait_until
@@ -29,7 +30,7 @@ PROMPTLY = 2.0  # seconds
 
 
 async def connected_broker(url: str, **options: float) -> Broker:
-    broker = Broker(url, "t" + uuid.uuid4().hex[:8] + "_", **options)
+    broker = BroadcastBroker(url, "t" + uuid.uuid4().hex[:8] + "_", **options)
     await broker.connect()
     return broker
 
