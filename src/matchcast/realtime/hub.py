@@ -71,12 +71,22 @@ class Hub:
         """Graceful shutdown: flush pending scores, close every socket 1012."""
         await self.batcher.flush_all()
         await self._settle(SETTLE_SECONDS)
-        closing = [conn.close_after_sending(WS_1012_SERVICE_RESTART) for conn in list(self.connections())]
-        await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), SETTLE_SECONDS)
-        for task in [self._heartbeat, self._pruner, *(room.task for room in self.rooms.values())]:
-            if task is not None:
-                task.cancel()
-        self.rooms.clear()
+        closing = [
+            asyncio.create_task(conn.close_after_sending(WS_1012_SERVICE_RESTART)) for conn in list(self.connections())
+        ]
+        try:
+            # A client that does not read would hold its close for CLOSE_GRACE: past the bound it
+            # is cut off, and the rest of the shutdown (the broker, the database) goes on.
+            if closing:
+                _, slow = await asyncio.wait(closing, timeout=SETTLE_SECONDS)
+                for task in slow:
+                    task.cancel()
+                await asyncio.gather(*slow, return_exceptions=True)
+        finally:
+            for running in [self._heartbeat, self._pruner, *(room.task for room in self.rooms.values())]:
+                if running is not None:
+                    running.cancel()
+            self.rooms.clear()
 
     async def _settle(self, seconds: float) -> None:
         """Wait (a bounded time) until every room has handed its sockets all that is stored."""

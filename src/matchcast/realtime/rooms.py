@@ -104,8 +104,7 @@ class Room(Generic[R]):
         self._keep(await self.read_log(self.next_id - 1, upto - self.next_id + 1))
         self.deliver_ready()
         if self.ahead:  # still missing (pruned, or never committed): skip the hole
-            log.warning("%s: events %d..%d are not in the log; skipping", self.name, self.next_id, min(self.ahead) - 1)
-            self.next_id = min(self.ahead)
+            self._skip_hole()
             self.deliver_ready()
         self.gap_deadline = None
 
@@ -114,6 +113,10 @@ class Room(Generic[R]):
         while True:
             found = await self.read_log(self.next_id - 1, CATCH_UP_BATCH)
             self._keep(found)
+            if found and self.next_id not in self.ahead:
+                # Ids are numbered in commit order, so a stored event past a hole means the hole
+                # was pruned while the room was away: skip it, or the same page comes back for ever.
+                self._skip_hole()
             self.deliver_ready()
             if len(found) < CATCH_UP_BATCH:
                 self._watch_gap()
@@ -130,6 +133,10 @@ class Room(Generic[R]):
             self.next_id += 1
         if not self.ahead:
             self.gap_deadline = None
+
+    def _skip_hole(self) -> None:
+        log.warning("%s: events %d..%d are not in the log; skipping", self.name, self.next_id, min(self.ahead) - 1)
+        self.next_id = min(self.ahead)
 
     def _keep(self, found: list[StoredEvent]) -> None:
         now = time.time_ns()  # read from the log: published at least this late, for the latency metric
