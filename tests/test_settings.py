@@ -170,3 +170,13 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     with pytest.raises(AttributeError):
         settings.max_pending = 3  # type: ignore[misc]
     assert settings.with_(max_pending=3).max_pending == 3 and settings.max_pending == 1024
+
+
+def test_env_file_quotes_are_parsed_as_a_shell_would(tmp_path: Path) -> None:
+    # The old hand-written reader stripped every quote character at both ends, so a secret ending
+    # in a quote lost it, and `export` lines were not understood.
+    env_file = tmp_path / ".env"
+    env_file.write_text(f'export MATCHCAST_JWT_SECRET=\'{SECRET}"\'\nMATCHCAST_CHANNEL_PREFIX="blue_" # a comment\n')
+    settings = Settings.from_env({}, env_file=str(env_file))
+    assert settings.jwt_secret == SECRET + '"'
+    assert settings.channel_prefix == "blue_"

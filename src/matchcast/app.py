@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,20 +15,19 @@ from starlette.middleware import Middleware
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from matchcast import errors
 from matchcast.db.database import Database, upgrade
-from matchcast.ids import ID
 from matchcast.logs import redact_tokens
-from matchcast.realtime.broker import Broker
-from matchcast.realtime.endpoints import MatchEndpoint, Realtime, TournamentEndpoint
-from matchcast.realtime.handshake import RequestHeadLimit
+from matchcast.realtime.broadcast import BroadcastBroker
 from matchcast.realtime.hub import Hub
 from matchcast.realtime.metrics import Metrics
+from matchcast.services import freshness
 from matchcast.settings import Settings
-from matchcast.web import api, organize, pages, session
+from matchcast.web import api, organize, pages, session, sockets
+from matchcast.web.handshake import RequestHeadLimit
+from matchcast.web.sockets import Realtime
 from matchcast.web.throttle import LoginThrottle
 
 log = logging.getLogger("matchcast.app")
@@ -37,15 +37,6 @@ MAX_BODY = 1024 * 1024  # bytes of any request body; forms and JSON are far smal
 # was rolled back by the server, so nothing is half-written.
 DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.OperatorInterventionError)
 WS_1011_INTERNAL_ERROR = 1011
-
-
-def websocket_routes() -> list[BaseRoute]:
-    return [
-        WebSocketRoute(f"/ws/tournament/{ID}/", TournamentEndpoint),
-        WebSocketRoute(f"/ws/tournament/{ID}", TournamentEndpoint),
-        WebSocketRoute(f"/ws/match/{ID}/", MatchEndpoint),
-        WebSocketRoute(f"/ws/match/{ID}", MatchEndpoint),
-    ]
 
 
 async def database_unavailable(conn: Request | WebSocket, exc: Exception) -> Response | None:
@@ -64,8 +55,8 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
     redact_tokens()
     db = Database(settings.database_url)
     metrics = Metrics()
-    broker = Broker(settings.broadcast_url, settings.channel_prefix)
-    hub = Hub(settings, db, broker, metrics)
+    broker = BroadcastBroker(settings.broadcast_url, settings.channel_prefix)
+    hub = Hub(settings, db, broker, metrics, refresh=functools.partial(freshness.refresh, db))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -87,7 +78,7 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
         Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY),  # streamed: 413 past it
         *session.middleware(settings),
     ]
-    routes = [*websocket_routes(), *api.routes, *pages.routes(), *organize.routes()]
+    routes = [*sockets.routes(), *api.routes, *pages.routes(), *organize.routes()]
     handlers: dict[Any, Any] = dict.fromkeys(DATABASE_DOWN, database_unavailable)
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=handlers)
     app.state.realtime = Realtime(settings=settings, db=db, hub=hub, metrics=metrics)

@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     try:
-        return args.command(settings, args)
+        return int(args.command(settings, args))
     except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_ERROR

@@ -8,6 +8,9 @@ largest, which no row has: the answer is an ordinary 404 (or close 4404 on a Web
 from __future__ import annotations
 
 from starlette.convertors import Convertor, register_url_convertor
+from starlette.requests import HTTPConnection
+
+from matchcast import errors
 
 MAX_ID = 2**31 - 1
 ID = "{id:id}"  # use in route paths: f"/api/matches/{ID}"
@@ -24,3 +27,11 @@ class IdConvertor(Convertor[int]):
 
 
 register_url_convertor("id", IdConvertor())
+
+
+def path_id(connection: HTTPConnection) -> int:
+    """The `{id:id}` of a request's or a WebSocket's path: the one place that parses it."""
+    value = int(connection.path_params["id"])
+    if value > MAX_ID:
+        raise errors.not_found(f"nothing has the id you asked for: ids are at most {MAX_ID}")
+    return value

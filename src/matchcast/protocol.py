@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from matchcast.errors import INVALID_JSON, INVALID_MESSAGE, UNSUPPORTED_TYPE, VALIDATION_ERROR, DomainError
+
 # Close codes.
 WS_1009_MESSAGE_TOO_BIG = 1009
 WS_1011_INTERNAL_ERROR = 1011  # the database or broker is unreachable; retry
@@ -44,14 +46,6 @@ EVENT_TYPES = frozenset(
     }
 )
 
-# Error codes of `error` frames.
-INVALID_JSON = "invalid_json"
-INVALID_MESSAGE = "invalid_message"
-UNSUPPORTED_TYPE = "unsupported_type"
-VALIDATION_ERROR = "validation_error"
-FORBIDDEN = "forbidden"
-INVALID_STATE = "invalid_state"
-RATE_LIMITED = "rate_limited"
 
 MAX_SCORE = 1_000_000
 MAX_REASON_CHARS = 500
@@ -100,15 +94,6 @@ def encode_error(code: str, message: str) -> str:
     return encode({"type": "error", "data": {"code": code, "message": message}})
 
 
-class FrameError(Exception):
-    """A client frame that cannot be acted on; answered with an `error` frame."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 @dataclass(frozen=True)
 class ClientFrame:
     type: str
@@ -119,20 +104,20 @@ CLIENT_TYPES = ("ping", "pong", "score_update", "report_dispute")
 
 
 def parse_client_frame(text: str | None) -> ClientFrame:
-    """Parse and validate one client frame; raise FrameError with the contract's error code."""
+    """Parse and validate one client frame; raise DomainError with the contract's error code."""
     if text is None:
-        raise FrameError(INVALID_JSON, "binary frames are not accepted; send JSON text")
+        raise DomainError(INVALID_JSON, "binary frames are not accepted; send JSON text")
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
-        raise FrameError(INVALID_JSON, "frame is not valid JSON") from None
+        raise DomainError(INVALID_JSON, "frame is not valid JSON") from None
     if not isinstance(obj, dict):
-        raise FrameError(INVALID_MESSAGE, "frame must be a JSON object")
+        raise DomainError(INVALID_MESSAGE, "frame must be a JSON object")
     frame_type = obj.get("type")
     if not isinstance(frame_type, str):
-        raise FrameError(INVALID_MESSAGE, 'frame must have a string "type"')
+        raise DomainError(INVALID_MESSAGE, 'frame must have a string "type"')
     if frame_type not in CLIENT_TYPES:
-        raise FrameError(
+        raise DomainError(
             UNSUPPORTED_TYPE, f"unsupported type {frame_type[:50]!r}; use one of {', '.join(CLIENT_TYPES)}"
         )
     fields: dict[str, Any]
@@ -157,21 +142,21 @@ def require_int(obj: dict[str, Any], name: str, low: int, high: int) -> int:
     value = obj.get(name)
     if not is_int(value):
         got = "missing" if name not in obj else f"{type(value).__name__} {value!r}"[:60]
-        raise FrameError(VALIDATION_ERROR, f"{name} must be an integer from {low} to {high}, got {got}")
+        raise DomainError(VALIDATION_ERROR, f"{name} must be an integer from {low} to {high}, got {got}")
     assert isinstance(value, int)
     if not low <= value <= high:
-        raise FrameError(VALIDATION_ERROR, f"{name} must be from {low} to {high}, got {value}")
+        raise DomainError(VALIDATION_ERROR, f"{name} must be from {low} to {high}, got {value}")
     return value
 
 
 def require_text(obj: dict[str, Any], name: str, max_chars: int) -> str:
     value = obj.get(name)
     if not isinstance(value, str) or not value.strip():
-        raise FrameError(VALIDATION_ERROR, f"{name} must be a non-empty string of at most {max_chars} characters")
+        raise DomainError(VALIDATION_ERROR, f"{name} must be a non-empty string of at most {max_chars} characters")
     if len(value) > max_chars:
-        raise FrameError(VALIDATION_ERROR, f"{name} must be at most {max_chars} characters, got {len(value)}")
+        raise DomainError(VALIDATION_ERROR, f"{name} must be at most {max_chars} characters, got {len(value)}")
     if not is_utf8(value):
-        raise FrameError(VALIDATION_ERROR, f"{name} must be valid Unicode text (no lone surrogates)")
+        raise DomainError(VALIDATION_ERROR, f"{name} must be valid Unicode text (no lone surrogates)")
     return value.strip()
 
 

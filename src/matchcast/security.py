@@ -42,7 +42,7 @@ class TokenSubject:
 def create_token(secret: str, subject: str, ttl_seconds: int) -> str:
     now = int(time.time())
     claims = {"sub": subject, "iat": now, "exp": now + ttl_seconds}
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    return str(jwt.encode(claims, secret, algorithm=ALGORITHM))
 
 
 def create_user_token(secret: str, user_id: int, ttl_seconds: int) -> str:

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from dotenv import dotenv_values
+
 log = logging.getLogger("matchcast.settings")
 
 DEV_JWT_SECRET = "matchcast-development-secret-do-not-use-in-production"
@@ -80,7 +82,10 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str = ".env") -> Settings:
         values = dict(_read_env_file(Path(env_file)))
         values.update(os.environ if environ is None else environ)
-        get = lambda name: values.get(PREFIX + name, "").strip()  # noqa: E731
+
+        def get(name: str) -> str:
+            return values.get(PREFIX + name, "").strip()
+
         kwargs: dict[str, object] = {}
         for name, parse in _PARSERS.items():
             raw = get(name)
@@ -101,15 +106,11 @@ class Settings:
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
+    # python-dotenv parses quotes, escapes, `export` and comments as shells do; a key without a
+    # value (None) is left to the environment.
     if not path.is_file():
         return {}
-    found = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            found[key.strip()] = value.strip().strip("\"'")
-    return found
+    return {key: value for key, value in dotenv_values(path).items() if value is not None}
 
 
 def _positive_number(name: str, raw: str) -> float:

@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from matchcast.realtime.backends import RedisBackend
-from matchcast.realtime.broker import Broker, BrokerUnavailable
+from matchcast.realtime.broadcast import BroadcastBroker
+from matchcast.realtime.broker import BrokerUnavailable
 from matchcast.services import matches
 from tests.support.processes import PostgresCluster, RedisServer, wait_until
 from tests.support.server import RunningServer
@@ -30,20 +31,20 @@ URLS = {
 PROMPTLY = 2.0  # seconds
 
 
-async def connected_broker(url: str, **options: float) -> Broker:
-    broker = Broker(url, "t" + uuid.uuid4().hex[:8] + "_", **options)
+async def connected_broker(url: str, **options: float) -> BroadcastBroker:
+    broker = BroadcastBroker(url, "t" + uuid.uuid4().hex[:8] + "_", **options)
     await broker.connect()
     return broker
 
 
 @pytest.fixture(params=list(URLS))
-async def broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
+async def broker(request: pytest.FixtureRequest) -> AsyncIterator[BroadcastBroker]:
     broker = await connected_broker(URLS[request.param])
     yield broker
     await broker.disconnect()
 
 
-async def test_concurrent_subscribers_and_publishers_all_work(broker: Broker) -> None:
+async def test_concurrent_subscribers_and_publishers_all_work(broker: BroadcastBroker) -> None:
     # broadcaster alone: 19 of 20 concurrent first subscribers die on postgres:// (§1.4).
     subscribed = asyncio.Event()
     ready = 0
@@ -65,7 +66,7 @@ async def test_concurrent_subscribers_and_publishers_all_work(broker: Broker) ->
         assert sorted(received) == list(range(1, 11))
 
 
-async def test_a_subscription_is_in_place_when_subscribe_returns(broker: Broker) -> None:
+async def test_a_subscription_is_in_place_when_subscribe_returns(broker: BroadcastBroker) -> None:
     # The first event of a room is published right after its first socket joins; a SUBSCRIBE
     # still on its way to Redis would lose it for good (nothing later refills it).
     for n in range(20):
@@ -74,7 +75,7 @@ async def test_a_subscription_is_in_place_when_subscribe_returns(broker: Broker)
             assert (await asyncio.wait_for(subscription.get(), PROMPTLY)).event_id == 1
 
 
-async def test_a_frame_too_large_for_the_broker_travels_as_its_id(broker: Broker) -> None:
+async def test_a_frame_too_large_for_the_broker_travels_as_its_id(broker: BroadcastBroker) -> None:
     large = '{"type": "bracket_updated", "data": "' + "x" * 20000 + '"}'
     async with broker.subscribe("big") as subscription:
         await broker.publish("big", 7, large)

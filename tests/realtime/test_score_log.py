@@ -6,6 +6,7 @@ interleaving is exact instead of left to timing.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 
@@ -14,10 +15,10 @@ import pytest
 from matchcast.db.database import Database
 from matchcast.protocol import SCORE_UPDATED, match_room
 from matchcast.realtime import eventlog
-from matchcast.realtime.broker import Broker
+from matchcast.realtime.broadcast import BroadcastBroker
 from matchcast.realtime.hub import Hub
 from matchcast.realtime.metrics import Metrics
-from matchcast.services import events, matches
+from matchcast.services import events, freshness, matches
 from tests.support.factories import Factory
 from tests.support.server import test_settings as settings_for_tests
 
@@ -26,10 +27,10 @@ pytestmark = pytest.mark.timeout(30)
 
 @pytest.fixture
 async def hub(db: Database) -> AsyncIterator[Hub]:
-    broker = Broker("memory://")
+    broker = BroadcastBroker("memory://")
     await broker.connect()
     try:
-        yield Hub(settings_for_tests(), db, broker, Metrics())
+        yield Hub(settings_for_tests(), db, broker, Metrics(), functools.partial(freshness.refresh, db))
     finally:
         await broker.disconnect()
 
@@ -55,10 +56,12 @@ async def test_a_send_overtaken_by_a_rebuilt_one_is_not_stored_again(db: Databas
     assert await logged_sequences(db, match.id) == [second.sequence, third.sequence]
 
 
-async def test_the_memory_of_stored_scores_ends_with_the_match(db: Database, factory: Factory, hub: Hub) -> None:
+async def test_no_score_of_a_match_is_stored_after_its_end(db: Database, factory: Factory, hub: Hub) -> None:
     t, match = await factory.live_match()
     scored = await matches.update_score(db, factory.publisher, t.organizer, match.id, 2, 1)
     await hub.publish_now([events.score_updated(scored)])
-    assert match.id in hub._stored_scores
-    await matches.complete_match(db, hub, t.organizer, match.id)
-    assert match.id not in hub._stored_scores
+    late = await matches.update_score(db, factory.publisher, t.organizer, match.id, 3, 1)
+    await matches.cancel_match(db, hub, t.organizer, match.id)
+    await hub.publish_now([events.score_updated(late)])  # a send still in flight when the match ended
+    stored = await eventlog.read_after(db, match_room(match.id), 0, 100)
+    assert [event.type for event in stored] == [SCORE_UPDATED, "match_cancelled"]

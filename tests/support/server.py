@@ -15,10 +15,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from matchcast.app import create_app
-from matchcast.realtime.endpoints import Realtime
 from matchcast.security import create_guest_token, create_user_token
 from matchcast.server import Server, config
 from matchcast.settings import Settings
+from matchcast.web.sockets import Realtime
 from tests.support.factories import Factory
 
 RECV_TIMEOUT = 5.0

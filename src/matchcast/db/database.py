@@ -110,7 +110,7 @@ class Database(databases.Database):
     # Statements go through the compiled cache; with `values`, databases changes the statement
     # itself (query.values(...)), so those are left as they are.
     async def fetch_all(self, query: Any, values: dict[str, Any] | None = None) -> list[Any]:
-        return await super().fetch_all(self._cached(query, values), values)
+        return list(await super().fetch_all(self._cached(query, values), values))
 
     async def fetch_one(self, query: Any, values: dict[str, Any] | None = None) -> Any:
         return await super().fetch_one(self._cached(query, values), values)

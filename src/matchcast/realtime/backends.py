@@ -101,7 +101,8 @@ class RedisBackend(SupervisedBackend):
         self._pubsub = self._client.pubsub()  # subscribe confirmations wanted: see subscribe()
         try:
             await self._client.ping()  # type: ignore[misc]
-            await self._pubsub.connect()
+            # redis-py leaves PubSub.connect unannotated.
+            await self._pubsub.connect()  # type: ignore[no-untyped-call]
         except BaseException:
             await self.disconnect()
             raise

@@ -3,7 +3,11 @@
 An update that arrives when no window is open goes out at once and opens a window; updates inside
 the window replace each other, and the latest goes out when the window closes, which opens the
 next window. So a continuous stream yields one `score_updated` per window and the last value
-always arrives. `flush()` sends a pending update now (before `match_completed`, at shutdown).
+always arrives. An event that ends a match (`match_completed`, `match_cancelled`) sends the
+match's pending update first, and no score of that match goes out after it.
+
+`ScoreLedger` is the one owner of "which score went out last": the hub records what it stored,
+and both the batcher and the hub skip what is older.
 """
 
 from __future__ import annotations
@@ -13,10 +17,50 @@ import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from matchcast.protocol import Event
+from matchcast.protocol import MATCH_CANCELLED, MATCH_COMPLETED, SCORE_UPDATED, Event
 
 log = logging.getLogger("matchcast.batching")
 Send = Callable[[Sequence[Event]], Coroutine[Any, Any, None]]
+Schedule = Callable[[float, Callable[[], None]], asyncio.TimerHandle | Any]  # loop.call_later, or a fake clock's
+MATCH_ENDS = (MATCH_COMPLETED, MATCH_CANCELLED)
+ENDED = 2**63  # the ledger's mark for a match that has ended: every score of it is old
+MAX_REMEMBERED_MATCHES = 10_000  # matches the ledger keeps (live ones, in practice)
+
+
+def _match_id(event: Event) -> int:
+    return int(event.data["match_id"])
+
+
+class ScoreLedger:
+    """Per match, the newest score sequence this process stored, or that the match ended.
+
+    Bounded: past `limit` matches, the least recently stored goes (a match that ended on another
+    instance, say; only a send still in flight needs it).
+    """
+
+    def __init__(self, limit: int = MAX_REMEMBERED_MATCHES) -> None:
+        self._newest: dict[int, int] = {}  # in order of use: the oldest first
+        self._limit = limit
+
+    def outdated(self, event: Event) -> bool:
+        """A score no newer than one already stored, or of a match that has ended."""
+        return event.type == SCORE_UPDATED and event.data["sequence"] <= self._newest.get(_match_id(event), 0)
+
+    def record(self, stored: Sequence[Event]) -> None:
+        for event in stored:
+            if event.type == SCORE_UPDATED:
+                self._set(_match_id(event), max(self._newest.get(_match_id(event), 0), event.data["sequence"]))
+            elif event.type in MATCH_ENDS:
+                self._set(_match_id(event), ENDED)
+
+    def _set(self, match_id: int, value: int) -> None:
+        self._newest.pop(match_id, None)  # re-inserted: the dict stays in order of use
+        self._newest[match_id] = value
+        if len(self._newest) > self._limit:
+            del self._newest[next(iter(self._newest))]
+
+    def __len__(self) -> int:
+        return len(self._newest)
 
 
 class _Window:
@@ -24,21 +68,36 @@ class _Window:
 
     def __init__(self) -> None:
         self.pending: Event | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: Any = None
 
 
 class ScoreBatcher:
-    def __init__(self, window_ms: int, send: Send) -> None:
+    def __init__(self, window_ms: int, send: Send, ledger: ScoreLedger, schedule: Schedule | None = None) -> None:
         self._window = window_ms / 1000
         self._send = send
+        self.ledger = ledger
+        self._schedule = schedule
         self._windows: dict[int, _Window] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._sent: dict[int, int] = {}  # match id -> the last sequence broadcast
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        """Send `events` in order: scores through their match's window, the rest at once, an
+        event that ends a match after the match's pending score."""
+        immediate: list[Event] = []
+        for event in events:
+            if event.type == SCORE_UPDATED:
+                await self.submit(event)
+                continue
+            if event.type in MATCH_ENDS:
+                await self.flush(_match_id(event))
+            immediate.append(event)
+        if immediate:
+            await self._send(immediate)
 
     async def submit(self, event: Event) -> None:
-        match_id = int(event.data["match_id"])
-        if event.data["sequence"] <= self._sent.get(match_id, 0):
-            return  # overtaken by a newer score already sent (concurrent reporters)
+        if self.ledger.outdated(event):
+            return  # overtaken by a newer score already stored (concurrent reporters), or the match ended
+        match_id = _match_id(event)
         window = self._windows.get(match_id)
         if window is not None:
             # Concurrent updates can reach here out of order: keep the newest sequence.
@@ -47,25 +106,20 @@ class ScoreBatcher:
             return
         window = self._windows[match_id] = _Window()
         self._arm(match_id, window)
-        self._sent[match_id] = event.data["sequence"]
         await self._send([event])
 
     def _arm(self, match_id: int, window: _Window) -> None:
-        loop = asyncio.get_running_loop()
-        window.timer = loop.call_later(self._window, self._window_closed, match_id)
+        schedule = self._schedule or asyncio.get_running_loop().call_later
+        window.timer = schedule(self._window, lambda: self._window_closed(match_id))
 
     def _window_closed(self, match_id: int) -> None:
         window = self._windows.get(match_id)
         if window is None:
             return
-        if window.pending is None:
-            del self._windows[match_id]
-            return
         event, window.pending = window.pending, None
-        if event.data["sequence"] <= self._sent.get(match_id, 0):
-            del self._windows[match_id]  # a newer score already went out with another event
+        if event is None or self.ledger.outdated(event):
+            del self._windows[match_id]  # quiet for a whole window (or a newer score went out): closed
             return
-        self._sent[match_id] = event.data["sequence"]
         self._arm(match_id, window)  # the stream goes on: a new window after this send
         task = asyncio.create_task(self._send([event]))
         self._tasks.add(task)
@@ -83,14 +137,8 @@ class ScoreBatcher:
             window.timer.cancel()
         if self._tasks:  # a window's send still in flight goes first
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        sent = self._sent.pop(match_id, 0)  # the match is over (or the server stops)
-        if window is not None and window.pending is not None and window.pending.data["sequence"] > sent:
+        if window is not None and window.pending is not None and not self.ledger.outdated(window.pending):
             await self._send([window.pending])
-
-    def note_sent(self, match_id: int, sequence: int) -> None:
-        """A score of `sequence` went out for `match_id` (rebuilt when stored): skip older ones."""
-        if match_id in self._sent or match_id in self._windows:
-            self._sent[match_id] = max(self._sent.get(match_id, 0), sequence)
 
     async def flush_all(self) -> None:
         for match_id in list(self._windows):

@@ -14,10 +14,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine, Generator, Sequence
-from typing import Any
-
-from starlette.websockets import WebSocket
+from collections.abc import Callable, Coroutine, Generator, Sequence
+from typing import Any, Protocol
 
 from matchcast.protocol import WS_4009_SLOW_CONSUMER
 from matchcast.realtime.ratelimit import TokenBucket
@@ -25,6 +23,14 @@ from matchcast.realtime.ratelimit import TokenBucket
 log = logging.getLogger("matchcast.connection")
 CLOSE_GRACE = 5.0  # seconds a closing socket may take to take its last frames
 CONTROL = 0  # the id given to ping/pong/error/connection_established frames: never filtered
+
+
+class Socket(Protocol):
+    """What the writer needs of a WebSocket (Starlette's, or a test's fake)."""
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
 
 
 class Connection:
@@ -38,8 +44,8 @@ class Connection:
         "closer",
         "closing",
         "draining",
-        "hub",
         "last_seen",
+        "leave",
         "max_pending",
         "open",
         "opened_at",
@@ -53,14 +59,14 @@ class Connection:
 
     def __init__(
         self,
-        websocket: WebSocket,
+        websocket: Socket,
         room: str,
         room_kind: str,
         role: str,
         user_id: int | None,
         max_pending: int,
         bucket: TokenBucket,
-        hub: Any,
+        leave: Callable[[Connection], None],
     ) -> None:
         self.websocket = websocket
         self.room = room
@@ -69,12 +75,12 @@ class Connection:
         self.user_id = user_id
         self.max_pending = max_pending
         self.bucket = bucket
-        self.hub = hub
+        self.leave = leave  # takes the socket out of its room (the hub's)
         self.backlog: deque[tuple[int, str]] = deque()
         self.writer: asyncio.Task[None] | None = None  # a writer that had to wait
         self.draining = False  # a writer is running (eagerly, or in `writer`)
         self.after = 0  # events with an id at most this were already sent (or replayed)
-        self.allowance = 0  # frames of the initial replay, allowed beyond max_pending
+        self.allowance = 0  # frames of the initial replay not yet written, allowed beyond max_pending
         self.open = False  # False while connection_established and the replay are being sent
         self.closing = False
         self.close_code: int | None = None
@@ -123,6 +129,8 @@ class Connection:
         try:
             while self.backlog:
                 event_id, frame = self.backlog.popleft()
+                if self.allowance:  # the replay goes first: once written, live frames count in full
+                    self.allowance -= 1
                 if event_id != CONTROL:
                     if event_id <= self.after:
                         continue  # already in the snapshot or the replay
@@ -162,10 +170,12 @@ class Connection:
     async def _close_after(self, code: int) -> None:
         writer = self.writer
         if writer is not None:
-            try:  # a client that does not read would hold the writer for ever: give it a while
-                await asyncio.wait_for(writer, CLOSE_GRACE)
-            except BaseException:  # timed out (the writer is cancelled), cancelled or failed
-                pass
+            # A client that does not read would hold the writer for ever: give it a while. The
+            # writer's own end (failed, cancelled by abort()) is not ours to raise; our own
+            # cancellation (a shutdown's bound) goes on up.
+            _, pending = await asyncio.wait({writer}, timeout=CLOSE_GRACE)
+            for task in pending:
+                task.cancel()
         await self.close(code)
 
     async def close(self, code: int) -> None:
@@ -179,7 +189,7 @@ class Connection:
             await asyncio.wait_for(self.websocket.close(code), CLOSE_GRACE)
         except TimeoutError:
             log.info("room=%s: client took no close frame in %.0fs; dropped", self.room, CLOSE_GRACE)
-            self.hub.leave(self)
+            self.leave(self)
         except Exception:  # already closed by the peer
             pass
 

@@ -21,10 +21,6 @@ from typing import Any
 
 from matchcast.db.database import Database
 from matchcast.protocol import (
-    BRACKET_UPDATED,
-    MATCH_CANCELLED,
-    MATCH_COMPLETED,
-    SCORE_UPDATED,
     WS_1012_SERVICE_RESTART,
     WS_4004_HEARTBEAT_TIMEOUT,
     Event,
@@ -32,49 +28,37 @@ from matchcast.protocol import (
     encode_ping,
 )
 from matchcast.realtime import eventlog
-from matchcast.realtime.batching import ScoreBatcher
-from matchcast.realtime.broker import Broker, BrokerMessage, Subscription
+from matchcast.realtime.batching import ScoreBatcher, ScoreLedger
+from matchcast.realtime.broker import Broker, Subscription
 from matchcast.realtime.connection import CONTROL, Connection
 from matchcast.realtime.metrics import Metrics
 from matchcast.realtime.retention import run_pruner
-from matchcast.services import events as services_events
-from matchcast.services.matches import reload
-from matchcast.services.snapshots import bracket
+from matchcast.realtime.rooms import Room
 from matchcast.settings import Settings
 
 log = logging.getLogger("matchcast.hub")
 RESUBSCRIBE_MIN, RESUBSCRIBE_MAX = 0.2, 5.0  # seconds between attempts while the broker is down
-CATCH_UP_BATCH = 500
 JOIN_TIMEOUT = 10.0  # seconds a socket waits for its room's broker subscription
 REPLAY_PAGE = 500
 MAX_REPLAY_BYTES = 4 * 1024 * 1024  # one resume holds at most this much in memory
 SETTLE_SECONDS = 3.0  # at shutdown, for the last events to reach the sockets
-MAX_REMEMBERED_MATCHES = 10_000  # matches whose newest stored score the hub keeps (live ones, in practice)
-
-
-class Room:
-    __slots__ = ("ahead", "connections", "gap_deadline", "name", "next_id", "ready", "task")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.connections: set[Connection] = set()
-        self.task: asyncio.Task[None] | None = None
-        self.ready = asyncio.Event()
-        self.next_id = 1  # the id this room must deliver next
-        self.ahead: dict[int, tuple[str, int]] = {}  # id -> (frame, published_ns), arrived early
-        self.gap_deadline: float | None = None
 
 
 class Hub:
-    def __init__(self, settings: Settings, db: Database, broker: Broker, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, broker: Broker, metrics: Metrics, refresh: eventlog.Refresh
+    ) -> None:
+        """`refresh` is the domain's: under the lock of an event's rooms, it rebuilds what
+        concurrent actions may have made stale (a bracket, a score overtaken by a newer one)."""
         self.settings = settings
         self.db = db
         self.broker = broker
         self.metrics = metrics
-        self.rooms: dict[str, Room] = {}
-        self.batcher = ScoreBatcher(settings.score_batch_window_ms, self.publish_now)
+        self.refresh = refresh
+        self.rooms: dict[str, Room[Connection]] = {}
+        self.ledger = ScoreLedger()
+        self.batcher = ScoreBatcher(settings.score_batch_window_ms, self.publish_now, self.ledger)
         self._publish_lock = asyncio.Lock()
-        self._stored_scores: dict[int, int] = {}  # match id -> the newest score sequence this process stored
         self._heartbeat: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
         metrics.watch_connections(self._connection_counts)
@@ -87,12 +71,22 @@ class Hub:
         """Graceful shutdown: flush pending scores, close every socket 1012."""
         await self.batcher.flush_all()
         await self._settle(SETTLE_SECONDS)
-        closing = [conn.close_after_sending(WS_1012_SERVICE_RESTART) for conn in list(self.connections())]
-        await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), SETTLE_SECONDS)
-        for task in [self._heartbeat, self._pruner, *(room.task for room in self.rooms.values())]:
-            if task is not None:
-                task.cancel()
-        self.rooms.clear()
+        closing = [
+            asyncio.create_task(conn.close_after_sending(WS_1012_SERVICE_RESTART)) for conn in list(self.connections())
+        ]
+        try:
+            # A client that does not read would hold its close for CLOSE_GRACE: past the bound it
+            # is cut off, and the rest of the shutdown (the broker, the database) goes on.
+            if closing:
+                _, slow = await asyncio.wait(closing, timeout=SETTLE_SECONDS)
+                for task in slow:
+                    task.cancel()
+                await asyncio.gather(*slow, return_exceptions=True)
+        finally:
+            for running in [self._heartbeat, self._pruner, *(room.task for room in self.rooms.values())]:
+                if running is not None:
+                    running.cancel()
+            self.rooms.clear()
 
     async def _settle(self, seconds: float) -> None:
         """Wait (a bounded time) until every room has handed its sockets all that is stored."""
@@ -105,31 +99,24 @@ class Hub:
     # -- publishing (the services' Publisher) ---------------------------------------------
 
     async def publish(self, events: Sequence[Event]) -> None:
-        immediate: list[Event] = []
-        for event in events:
-            if event.type == SCORE_UPDATED:
-                await self.batcher.submit(event)
-            else:
-                if event.type == MATCH_COMPLETED:
-                    await self.batcher.flush(int(event.data["match_id"]))
-                immediate.append(event)
-        if immediate:
-            await self.publish_now(immediate)
+        await self.batcher.publish(events)
 
     async def publish_now(self, events: Sequence[Event]) -> None:
         # One publisher at a time in this process, so the broker sees each room's ids in order.
         async with self._publish_lock:
-            events = [event for event in events if not self._stored_already(event)]
+            # A window's pending score can be overtaken, while it waits for the lock, by another
+            # send rebuilt to the newest by `refresh`; a match may have ended meanwhile.
+            events = [event for event in events if not self.ledger.outdated(event)]
             if not events:
                 return
             refreshed: list[Event] = []
 
             async def fresh(event: Event) -> Event:
-                refreshed.append(await self._fresh(event))
+                refreshed.append(await self.refresh(event))
                 return refreshed[-1]
 
             stored = await eventlog.store(self.db, events, fresh)
-            self._remember(refreshed)
+            self.ledger.record(refreshed)
             for event in stored:
                 try:
                     await self.broker.publish(event.room, event.id, event.frame)
@@ -137,54 +124,26 @@ class Hub:
                     # Stored all the same: the next event's gap fill or a resume delivers it.
                     log.exception("broadcast of %s %d failed", event.room, event.id)
 
-    def _stored_already(self, event: Event) -> bool:
-        """A score this process stored already, or an older one: a window's pending score can be
-        overtaken while it waits for the lock by another send rebuilt to the newest (`_fresh`)."""
-        if event.type != SCORE_UPDATED:
-            return False
-        return bool(event.data["sequence"] <= self._stored_scores.get(int(event.data["match_id"]), 0))
-
-    def _remember(self, stored: Sequence[Event]) -> None:
-        for event in stored:
-            if event.type == SCORE_UPDATED:
-                match_id = int(event.data["match_id"])
-                # Re-inserted, so the dict is in order of use: the oldest goes first past the bound
-                # (a match that ended on another instance, say; only a send still in flight needs it).
-                newest = max(self._stored_scores.pop(match_id, 0), event.data["sequence"])
-                self._stored_scores[match_id] = newest
-                if len(self._stored_scores) > MAX_REMEMBERED_MATCHES:
-                    del self._stored_scores[next(iter(self._stored_scores))]
-            elif event.type in (MATCH_COMPLETED, MATCH_CANCELLED):
-                self._stored_scores.pop(int(event.data["match_id"]), None)  # no score follows
-
-    async def _fresh(self, event: Event) -> Event:
-        """Under the lock of its rooms, rebuild what concurrent actions may have made stale.
-
-        A bracket is rebuilt. A score older than the match's stored one (another reporter, maybe
-        on another instance, got in between) is replaced by the stored one, so the log's scores
-        never go back; the batcher then skips its own copies of what this one already carries.
-        """
-        if event.type == BRACKET_UPDATED:
-            tournament_id = int(event.data["tournament_id"])
-            data = {"tournament_id": tournament_id, "bracket": await bracket(self.db, tournament_id)}
-            return Event(event.type, data, event.rooms)
-        if event.type == SCORE_UPDATED:
-            match = await reload(self.db, int(event.data["match_id"]))
-            if match is not None and match.sequence > event.data["sequence"]:
-                self.batcher.note_sent(match.id, match.sequence)
-                return services_events.score_updated(match)
-        return event
-
     # -- rooms --------------------------------------------------------------------------------
 
     async def join(self, conn: Connection) -> None:
         room = self.rooms.get(conn.room)
         if room is None:
-            room = self.rooms[conn.room] = Room(conn.room)
+            room = self.rooms[conn.room] = self._room(conn.room)
             room.task = asyncio.create_task(self._listen(room))
         room.connections.add(conn)
         # While the broker is down the room keeps retrying; the socket is told, not left waiting.
         await asyncio.wait_for(room.ready.wait(), JOIN_TIMEOUT)
+
+    def _room(self, name: str) -> Room[Connection]:
+        async def read_log(after: int, limit: int) -> list[eventlog.StoredEvent]:
+            return await eventlog.read_after(self.db, name, after, limit)
+
+        return Room(name, read_log, self.settings.gap_fill_wait_ms / 1000, delivered=self._delivered)
+
+    def _delivered(self, sockets: int, published_ns: int) -> None:
+        self.metrics.frames_out.inc(sockets)
+        self.metrics.publish_latency.observe(max(0, time.time_ns() - published_ns) / 1e9)
 
     def leave(self, conn: Connection) -> None:
         room = self.rooms.get(conn.room)
@@ -244,7 +203,7 @@ class Hub:
                 break
         return events, "complete"
 
-    async def _listen(self, room: Room) -> None:
+    async def _listen(self, room: Room[Connection]) -> None:
         """Hold the room's broker subscription; when the broker fails, subscribe again (with
         backoff) and catch up from the log, so the room's sockets miss nothing."""
         backoff = RESUBSCRIBE_MIN
@@ -253,13 +212,12 @@ class Hub:
             try:
                 async with self.broker.subscribe(room.name) as subscription:
                     if first:
-                        room.next_id = await eventlog.last_id(self.db, room.name) + 1
-                        room.ready.set()
+                        room.start_at(await eventlog.last_id(self.db, room.name) + 1)
                         first = False
                     else:
                         self.metrics.broker_reconnects.inc()
                         log.info("%s: subscribed again; catching up from the log", room.name)
-                        await self._catch_up(room)
+                        await room.catch_up()
                     backoff = RESUBSCRIBE_MIN
                     await self._pump(room, subscription)
             except asyncio.CancelledError:
@@ -268,8 +226,7 @@ class Hub:
                 log.warning("%s: broker subscription lost (%s); retrying in %.1fs", room.name, exc, backoff)
                 if first:  # the broker is down: let sockets join now; the catch-up brings the rest
                     with contextlib.suppress(Exception):
-                        room.next_id = await eventlog.last_id(self.db, room.name) + 1
-                        room.ready.set()
+                        room.start_at(await eventlog.last_id(self.db, room.name) + 1)
                         first = False
                 if self.broker.health() == "ok":
                     await asyncio.sleep(backoff)
@@ -277,70 +234,19 @@ class Hub:
                     await self.broker.wait_available(backoff)
                 backoff = min(backoff * 2, RESUBSCRIBE_MAX)
 
-    async def _pump(self, room: Room, subscription: Subscription) -> None:
+    @staticmethod
+    async def _pump(room: Room[Connection], subscription: Subscription) -> None:
         while True:
-            if room.gap_deadline is None:
+            wait = room.wait()
+            if wait is None:
                 message = await subscription.get()
             else:
-                wait = room.gap_deadline - time.monotonic()
                 try:
-                    message = await asyncio.wait_for(subscription.get(), max(wait, 0))
+                    message = await asyncio.wait_for(subscription.get(), wait)
                 except TimeoutError:
-                    await self._fill_gap(room)
+                    await room.fill_gap()
                     continue
-            await self._receive(room, message)
-
-    async def _catch_up(self, room: Room) -> None:
-        """Deliver what was stored while the subscription was down."""
-        while True:
-            found = await eventlog.read_after(self.db, room.name, room.next_id - 1, CATCH_UP_BATCH)
-            now = time.time_ns()
-            for event in found:
-                room.ahead.setdefault(event.id, (event.frame, now))
-            self._deliver_ready(room)
-            if len(found) < CATCH_UP_BATCH:
-                if room.ahead and room.gap_deadline is None:
-                    room.gap_deadline = time.monotonic() + self.settings.gap_fill_wait_ms / 1000
-                return
-
-    async def _receive(self, room: Room, message: BrokerMessage) -> None:
-        if message.event_id < room.next_id or message.event_id in room.ahead:
-            return  # a duplicate: already delivered
-        frame = message.frame
-        if frame is None:  # too large for the broker: read it from the log
-            found = await eventlog.read_after(self.db, room.name, message.event_id - 1, 1)
-            if not found or found[0].id != message.event_id:
-                return  # pruned already: the gap fill will skip it
-            frame = found[0].frame
-        room.ahead[message.event_id] = (frame, message.published_ns)
-        self._deliver_ready(room)
-        if room.ahead and room.gap_deadline is None:
-            room.gap_deadline = time.monotonic() + self.settings.gap_fill_wait_ms / 1000
-
-    async def _fill_gap(self, room: Room) -> None:
-        """Read the missing events from the log, then deliver everything in order."""
-        upto = max(room.ahead)
-        found = await eventlog.read_after(self.db, room.name, room.next_id - 1, upto - room.next_id + 1)
-        now = time.time_ns()
-        for event in found:
-            room.ahead.setdefault(event.id, (event.frame, now))
-        self._deliver_ready(room)
-        if room.ahead:  # still missing (pruned, or never committed): skip the hole
-            log.warning("%s: events %d..%d are not in the log; skipping", room.name, room.next_id, min(room.ahead) - 1)
-            room.next_id = min(room.ahead)
-            self._deliver_ready(room)
-        room.gap_deadline = None
-
-    def _deliver_ready(self, room: Room) -> None:
-        while room.next_id in room.ahead:
-            frame, published_ns = room.ahead.pop(room.next_id)
-            for conn in room.connections:
-                conn.offer(room.next_id, frame)
-            self.metrics.frames_out.inc(len(room.connections))
-            self.metrics.publish_latency.observe(max(0, time.time_ns() - published_ns) / 1e9)
-            room.next_id += 1
-        if not room.ahead:
-            room.gap_deadline = None
+            await room.receive(message.event_id, message.frame, message.published_ns)
 
     # -- heartbeat ------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from matchcast.services.actors import Actor, require_organizer
 from matchcast.services.matches import COMPLETED, SCHEDULED, advance_winner, reload
 from matchcast.services.publisher import Publisher
 from matchcast.services.snapshots import bracket
-from matchcast.services.users import usernames
+from matchcast.services.users import insert_user, new_password_hash, usernames
 
 DRAFT, RUNNING = "draft", "running"
 MAX_NAME = 200
@@ -66,14 +66,9 @@ async def registered_players(db: Database, tournament_id: int) -> list[Any]:
 
 async def register_player(db: Database, actor: Actor | None, tournament_id: Any, user_id: Any) -> None:
     async with db.write():
-        tournament = await get_tournament(db, tournament_id, lock=True)
-        require_organizer(actor, tournament)
-        if tournament.status != DRAFT:
-            raise errors.invalid_state("players can be registered only before the bracket is seeded")
+        tournament = await _open_for_registration(db, actor, tournament_id)
         if not is_int(user_id) or await db.fetch_one(users.select().where(users.c.id == user_id)) is None:
             raise errors.not_found(f"user {user_id!r} does not exist"[:80])
-        if len(await registered_players(db, tournament.id)) >= brackets.MAX_PLAYERS:
-            raise errors.invalid_state(f"a tournament holds at most {brackets.MAX_PLAYERS} players")
         exists = await db.fetch_val(
             sa.select(sa.func.count())
             .select_from(registrations)
@@ -81,9 +76,36 @@ async def register_player(db: Database, actor: Actor | None, tournament_id: Any,
         )
         if exists:
             raise errors.DomainError(errors.CONFLICT, f"user {user_id} is already registered")
-        await db.execute(
-            registrations.insert().values(tournament_id=tournament.id, user_id=user_id, created_at=utcnow())
-        )
+        await _register(db, tournament.id, user_id)
+
+
+async def register_new_player(
+    db: Database, actor: Actor | None, tournament_id: Any, username: str, password: str
+) -> int:
+    """Create an account and register it in one transaction: a refused registration leaves no
+    account behind. Returns the new user's id."""
+    require_organizer(actor, await get_tournament(db, tournament_id))  # before paying for the hash
+    password_hash = await new_password_hash(username, password)
+    async with db.write():
+        tournament = await _open_for_registration(db, actor, tournament_id)
+        user_id = await insert_user(db, username, password_hash)
+        await _register(db, tournament.id, user_id)
+    return user_id
+
+
+async def _open_for_registration(db: Database, actor: Actor | None, tournament_id: Any) -> Any:
+    """The tournament, locked, if `actor` may register a player in it now."""
+    tournament = await get_tournament(db, tournament_id, lock=True)
+    require_organizer(actor, tournament)
+    if tournament.status != DRAFT:
+        raise errors.invalid_state("players can be registered only before the bracket is seeded")
+    if len(await registered_players(db, tournament.id)) >= brackets.MAX_PLAYERS:
+        raise errors.invalid_state(f"a tournament holds at most {brackets.MAX_PLAYERS} players")
+    return tournament
+
+
+async def _register(db: Database, tournament_id: int, user_id: int) -> None:
+    await db.execute(registrations.insert().values(tournament_id=tournament_id, user_id=user_id, created_at=utcnow()))
 
 
 async def seed_bracket(db: Database, publisher: Publisher, actor: Actor | None, tournament_id: Any) -> list[int]:

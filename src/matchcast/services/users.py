@@ -41,21 +41,32 @@ def validate_password(password: Any) -> str:
 
 
 async def create_user(db: Database, username: str, password: str, is_staff: bool = False) -> int:
+    password_hash = await new_password_hash(username, password)
+    async with db.write():
+        return await insert_user(db, username, password_hash, is_staff)
+
+
+async def new_password_hash(username: str, password: str) -> str:
+    """Validate a new account's name and password; hash the password (before any transaction:
+    argon2 is slow on purpose, and a write transaction holds SQLite's write lock)."""
     validate_username(username)
     validate_password(password)
-    password_hash = await hashing(hash_password, password)
+    return str(await hashing(hash_password, password))
+
+
+async def insert_user(db: Database, username: str, password_hash: str, is_staff: bool = False) -> int:
+    """Add the account inside the caller's write transaction; refuse a name that is taken."""
     taken = errors.DomainError(errors.CONFLICT, f"username {username!r} is taken; pick another")
-    async with db.write():
-        if await find_user(db, username) is not None:
-            raise taken
-        query = users.insert().values(
-            username=username, password_hash=password_hash, is_staff=is_staff, created_at=utcnow()
-        )
-        try:
-            return int(await db.fetch_val(query.returning(users.c.id)))
-        except UNIQUE_VIOLATIONS:
-            # Another writer (a concurrent request, the command line) took the name since the check.
-            raise taken from None
+    if await find_user(db, username) is not None:
+        raise taken
+    query = users.insert().values(
+        username=username, password_hash=password_hash, is_staff=is_staff, created_at=utcnow()
+    )
+    try:
+        return int(await db.fetch_val(query.returning(users.c.id)))
+    except UNIQUE_VIOLATIONS:
+        # Another writer (a concurrent request, the command line) took the name since the check.
+        raise taken from None
 
 
 async def find_user(db: Database, username: str) -> Any:

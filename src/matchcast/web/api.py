@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from matchcast import errors
-from matchcast.ids import ID, MAX_ID
+from matchcast.ids import ID, path_id
 from matchcast.protocol import is_int
 from matchcast.security import TokenError, create_user_token, verify_token
 from matchcast.services import disputes, matches, snapshots
@@ -55,13 +55,6 @@ async def bearer_actor(request: Request) -> Actor:
     if actor is None:
         raise errors.DomainError(errors.UNAUTHORIZED, "this token does not belong to a user")
     return actor
-
-
-def path_id(request: Request) -> int:
-    value = int(request.path_params["id"])
-    if value > MAX_ID:
-        raise errors.not_found("no such id")
-    return value
 
 
 Handler = Callable[[Request], Awaitable[Any]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from starlette.requests import Request
 from wtforms import BooleanField, Form, IntegerField, PasswordField, StringField
@@ -83,7 +83,7 @@ def csrf_secret(request: Request) -> bytes:
 
 def bind(form_class: type[F], request: Request, formdata: Any = None) -> F:
     meta = {"csrf_secret": csrf_secret(request), "csrf_context": request.session}
-    return form_class(formdata, meta=meta)
+    return cast(F, form_class(formdata, meta=meta))
 
 
 def csrf_token(request: Request) -> str:

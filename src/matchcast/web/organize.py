@@ -19,11 +19,11 @@ from wtforms import Form
 
 from matchcast import errors
 from matchcast.db.tables import disputes as disputes_table
-from matchcast.ids import ID
+from matchcast.ids import ID, path_id
 from matchcast.services import brackets, disputes, matches, snapshots, tournaments, users
 from matchcast.services.actors import Actor, is_organizer
 from matchcast.web import forms, throttle
-from matchcast.web.pages import bracket_columns, path_id
+from matchcast.web.pages import bracket_columns
 from matchcast.web.session import current_actor, flash, log_in, log_out
 from matchcast.web.templating import STATUS, error_page, render
 from matchcast.web.throttle import too_many
@@ -219,17 +219,9 @@ async def register_existing(request: Request, rt: Any, actor: Actor, form: Any) 
 
 async def register_new(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[str, str]:
     tournament_id = path_id(request)
-    # Check what register_player would refuse before creating an account nobody could use.
-    row = await tournaments.get_tournament(rt.db, tournament_id)
-    if not is_organizer(actor, row):
-        raise errors.forbidden("only the tournament's organizer or a staff user may do this")
-    if row.status != tournaments.DRAFT:
-        raise errors.invalid_state("players can be registered only before the bracket is seeded")
-    if len(await tournaments.registered_players(rt.db, tournament_id)) >= brackets.MAX_PLAYERS:
-        raise errors.invalid_state(f"a tournament holds at most {brackets.MAX_PLAYERS} players")
-    user_id = await users.create_user(rt.db, form.username.data.strip(), form.password.data)
-    await tournaments.register_player(rt.db, actor, tournament_id, user_id)
-    return f"Created and registered {form.username.data.strip()}.", manage_url(tournament_id, "players")
+    username = form.username.data.strip()
+    await tournaments.register_new_player(rt.db, actor, tournament_id, username, form.password.data)
+    return f"Created and registered {username}.", manage_url(tournament_id, "players")
 
 
 async def seed(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[str, str]:

@@ -15,20 +15,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from matchcast import errors
-from matchcast.ids import ID, MAX_ID
+from matchcast.ids import ID, path_id
 from matchcast.security import create_guest_token, create_user_token
 from matchcast.services import snapshots, tournaments
 from matchcast.services.actors import Actor
 from matchcast.services.brackets import round_name
 from matchcast.web.session import current_actor
 from matchcast.web.templating import STATIC_DIR, error_page, render
-
-
-def path_id(request: Request) -> int:
-    value = int(request.path_params["id"])
-    if value > MAX_ID:
-        raise errors.not_found(f"nothing has the id {value}")
-    return value
 
 
 def live_token(request: Request, viewer: Actor | None) -> str:

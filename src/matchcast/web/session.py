@@ -54,7 +54,8 @@ async def current_actor(request: Request) -> Actor | None:
         if actor is None and user_id is not None:
             request.session.pop(USER_KEY, None)  # the user was deleted: the session is over
         request.state.viewer = actor
-    return request.state.viewer
+    viewer: Actor | None = request.state.viewer
+    return viewer
 
 
 def log_in(request: Request, actor: Actor) -> None:

@@ -1,4 +1,5 @@
-"""The WebSocket endpoints `/ws/tournament/{id}/` and `/ws/match/{id}/`.
+"""The WebSocket endpoints `/ws/tournament/{id}/` and `/ws/match/{id}/`: they call the services
+as the HTTP routes do, and hand the sockets to the hub.
 
 Everything is decided after accept, so clients see the contract's close codes (a close before
 accept is an empty HTTP 403 on uvicorn); only a foreign Origin is refused before accept, with 403.
@@ -13,20 +14,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.endpoints import WebSocketEndpoint
+from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from matchcast import errors
+from matchcast.db import tables
 from matchcast.db.database import Database
-from matchcast.ids import MAX_ID
+from matchcast.errors import FRAME_ERRORS, INVALID_STATE, RATE_LIMITED
+from matchcast.ids import ID, path_id
 from matchcast.protocol import (
-    FORBIDDEN,
-    INVALID_STATE,
-    RATE_LIMITED,
     WS_1011_INTERNAL_ERROR,
     WS_4001_AUTHENTICATION_FAILED,
     WS_4008_RATE_LIMITED,
     WS_4404_NOT_FOUND,
-    FrameError,
     encode_error,
     encode_pong,
     match_room,
@@ -106,8 +106,9 @@ class RoomEndpoint(WebSocketEndpoint):
         except TokenError as exc:
             await self._refuse(websocket, rt, WS_4001_AUTHENTICATION_FAILED, str(exc))
             return
-        self.room_id = int(websocket.path_params["id"])
-        if self.room_id > MAX_ID:
+        try:
+            self.room_id = path_id(websocket)
+        except errors.DomainError:
             await self._refuse(websocket, rt, WS_4404_NOT_FOUND, f"no such {self.kind}")
             return
         try:
@@ -143,7 +144,7 @@ class RoomEndpoint(WebSocketEndpoint):
             self.actor.user_id if self.actor else None,
             rt.settings.max_pending,
             TokenBucket(rt.settings.rate_limit),
-            rt.hub,
+            rt.hub.leave,
         )
         welcome = {
             "room": room,
@@ -184,11 +185,9 @@ class RoomEndpoint(WebSocketEndpoint):
                 await self.score_update(rt, frame.fields)
             elif frame.type == "report_dispute":
                 await self.report_dispute(rt, frame.fields["reason"])
-        except FrameError as exc:
-            self._error(rt, exc.code, exc.message)
         except errors.DomainError as exc:
-            code = exc.code if exc.code in (FORBIDDEN, INVALID_STATE, "validation_error") else INVALID_STATE
-            self._error(rt, code, exc.message)
+            # The frame's own codes as they are; the API's (not_found, conflict) are about state here.
+            self._error(rt, exc.code if exc.code in FRAME_ERRORS else INVALID_STATE, exc.message)
         except Exception:
             log.exception("frame handling failed in %s", conn.room)
             self._error(rt, INVALID_STATE, "the server could not do this now (database unavailable?); try again")
@@ -234,7 +233,7 @@ class MatchEndpoint(RoomEndpoint):
         return match_room(self.room_id)
 
     async def resolve_role(self, db: Database) -> str | None:
-        match = await db.fetch_one(matches.with_organizer().where(matches.matches.c.id == self.room_id))
+        match = await db.fetch_one(matches.with_organizer().where(tables.matches.c.id == self.room_id))
         return None if match is None else match_role(self.actor, match, match.organizer_id)
 
     def snapshot_of(self, db: Database) -> Any:
@@ -260,3 +259,12 @@ class TournamentEndpoint(RoomEndpoint):
 
     def snapshot_of(self, db: Database) -> Any:
         return lambda: snapshots.tournament_snapshot(db, self.room_id)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        WebSocketRoute(f"/ws/tournament/{ID}/", TournamentEndpoint),
+        WebSocketRoute(f"/ws/tournament/{ID}", TournamentEndpoint),
+        WebSocketRoute(f"/ws/match/{ID}/", MatchEndpoint),
+        WebSocketRoute(f"/ws/match/{ID}", MatchEndpoint),
+    ]

@@ -1,0 +1,148 @@
+"""A room's ordering: its sockets get the room's events in id order, each once, with no hole.
+
+Messages come from the broker in any order, some twice, some never (Redis PUB/SUB is at most
+once, and two instances may publish out of order). A message ahead of a missing id waits
+`gap_wait` seconds for it; then the missing ones are read from the log. What the log does not
+have either (pruned, or never committed) is skipped, so one lost event never stalls a room.
+
+Nothing here touches the database, the broker or the clock directly: the log reader, the clock
+and the sockets are handed in, so a test drives a room with fakes of all three.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, Protocol, TypeVar
+
+from matchcast.realtime.eventlog import StoredEvent
+
+log = logging.getLogger("matchcast.rooms")
+CATCH_UP_BATCH = 500
+
+ReadLog = Callable[[int, int], Awaitable[list[StoredEvent]]]  # (after id, limit) -> oldest first
+Delivered = Callable[[int, int], None]  # (sockets reached, publish time in ns): for the metrics
+
+
+class Receiver(Protocol):
+    """A socket as a room sees it."""
+
+    def offer(self, event_id: int, frame: str) -> None:
+        """Queue one frame to send; never awaits, never raises (a slow socket closes itself)."""
+        ...
+
+
+R = TypeVar("R", bound=Receiver)
+
+
+class Room(Generic[R]):
+    __slots__ = (
+        "ahead",
+        "clock",
+        "connections",
+        "delivered",
+        "gap_deadline",
+        "gap_wait",
+        "name",
+        "next_id",
+        "read_log",
+        "ready",
+        "task",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        read_log: ReadLog,
+        gap_wait: float,
+        clock: Callable[[], float] = time.monotonic,
+        delivered: Delivered | None = None,
+    ) -> None:
+        self.name = name
+        self.read_log = read_log
+        self.gap_wait = gap_wait
+        self.clock = clock
+        self.delivered = delivered
+        self.connections: set[R] = set()
+        self.task: asyncio.Task[None] | None = None  # the hub's listener for this room
+        self.ready = asyncio.Event()  # set once `next_id` is known: sockets may join
+        self.next_id = 1  # the id this room must deliver next
+        self.ahead: dict[int, tuple[str, int]] = {}  # id -> (frame, published_ns), arrived early
+        self.gap_deadline: float | None = None
+
+    def start_at(self, next_id: int) -> None:
+        self.next_id = next_id
+        self.ready.set()
+
+    def wait(self) -> float | None:
+        """Seconds until a missing event is read from the log; None when nothing is missing."""
+        if self.gap_deadline is None:
+            return None
+        return max(self.gap_deadline - self.clock(), 0.0)
+
+    async def receive(self, event_id: int, frame: str | None, published_ns: int) -> None:
+        """One message from the broker; `frame` None: too large for the broker, read from the log."""
+        if event_id < self.next_id or event_id in self.ahead:
+            return  # a duplicate: delivered already, or waiting its turn
+        if frame is None:
+            found = await self.read_log(event_id - 1, 1)
+            if not found or found[0].id != event_id:
+                return  # pruned already: the gap fill will skip it
+            frame = found[0].frame
+        self.ahead[event_id] = (frame, published_ns)
+        self.deliver_ready()
+        self._watch_gap()
+
+    async def fill_gap(self) -> None:
+        """The wait is over: read the missing events from the log, then deliver everything in order."""
+        if not self.ahead:
+            self.gap_deadline = None
+            return
+        upto = max(self.ahead)
+        self._keep(await self.read_log(self.next_id - 1, upto - self.next_id + 1))
+        self.deliver_ready()
+        if self.ahead:  # still missing (pruned, or never committed): skip the hole
+            self._skip_hole()
+            self.deliver_ready()
+        self.gap_deadline = None
+
+    async def catch_up(self) -> None:
+        """Deliver what was stored while the room had no subscription (the broker was down)."""
+        while True:
+            found = await self.read_log(self.next_id - 1, CATCH_UP_BATCH)
+            self._keep(found)
+            if found and self.next_id not in self.ahead:
+                # Ids are numbered in commit order, so a stored event past a hole means the hole
+                # was pruned while the room was away: skip it, or the same page comes back for ever.
+                self._skip_hole()
+            self.deliver_ready()
+            if len(found) < CATCH_UP_BATCH:
+                self._watch_gap()
+                return
+
+    def deliver_ready(self) -> None:
+        """Hand every socket each event whose turn it is."""
+        while self.next_id in self.ahead:
+            frame, published_ns = self.ahead.pop(self.next_id)
+            for conn in self.connections:
+                conn.offer(self.next_id, frame)
+            if self.delivered is not None:
+                self.delivered(len(self.connections), published_ns)
+            self.next_id += 1
+        if not self.ahead:
+            self.gap_deadline = None
+
+    def _skip_hole(self) -> None:
+        log.warning("%s: events %d..%d are not in the log; skipping", self.name, self.next_id, min(self.ahead) - 1)
+        self.next_id = min(self.ahead)
+
+    def _keep(self, found: list[StoredEvent]) -> None:
+        now = time.time_ns()  # read from the log: published at least this late, for the latency metric
+        for event in found:
+            self.ahead.setdefault(event.id, (event.frame, now))
+
+    def _watch_gap(self) -> None:
+        if self.ahead and self.gap_deadline is None:
+            self.gap_deadline = self.clock() + self.gap_wait

@@ -1,0 +1,27 @@
+"""What the hub rebuilds under the lock of an event's rooms, just before numbering it.
+
+Events are built after their transaction commits, so a concurrent action (another reporter,
+maybe on another instance) can have made one stale by the time it is stored. Handed to the hub at
+wiring time (app.py): the hub never imports the services.
+"""
+
+from __future__ import annotations
+
+from matchcast.db.database import Database
+from matchcast.protocol import BRACKET_UPDATED, SCORE_UPDATED, Event
+from matchcast.services import events
+from matchcast.services.matches import reload
+from matchcast.services.snapshots import bracket
+
+
+async def refresh(db: Database, event: Event) -> Event:
+    """A bracket rebuilt; a score older than the match's stored one replaced by the stored one,
+    so the log's scores never go back. Anything else as it was."""
+    if event.type == BRACKET_UPDATED:
+        tournament_id = int(event.data["tournament_id"])
+        return events.bracket_updated(tournament_id, await bracket(db, tournament_id))
+    if event.type == SCORE_UPDATED:
+        match = await reload(db, int(event.data["match_id"]))
+        if match is not None and match.sequence > event.data["sequence"]:
+            return events.score_updated(match)
+    return event

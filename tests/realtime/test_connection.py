@@ -1,0 +1,369 @@
+"""connection.py alone: the per-socket writer, with a fake socket that can stop reading.
+
+`FakeSocket.send_text` takes frames at once (so the writer runs eagerly, without a task) until the
+test makes it stop reading; then it blocks on an asyncio.Event, as a send does on a client whose
+TCP window is full, until the test lets it read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from matchcast.protocol import WS_1012_SERVICE_RESTART, WS_4004_HEARTBEAT_TIMEOUT, WS_4009_SLOW_CONSUMER
+from matchcast.realtime import connection as connection_module
+from matchcast.realtime.connection import CONTROL, Connection
+from matchcast.realtime.ratelimit import TokenBucket
+from matchcast.settings import RateLimit
+
+ESTABLISHED = '{"type":"connection_established","data":{}}'
+PING = '{"type":"ping","timestamp":1}'
+
+
+def event(event_id: int) -> str:
+    return f'{{"type":"score_updated","id":{event_id},"data":{{}}}}'
+
+
+class FakeSocket:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.limit: int | None = None  # frames it takes in all before it stops reading; None: every one
+        self.more = asyncio.Event()
+        self.close_blocks = False  # a client that takes no close frame either
+        self.close_released = asyncio.Event()
+        self.close_codes: list[int] = []  # close() called with
+        self.closed: list[int] = []  # close() returned for
+        self.fail_sends = False
+
+    def stop_reading(self) -> None:
+        self.limit = len(self.sent)
+
+    def read(self, frames: int | None = None) -> None:
+        """Take `frames` more (None: every frame from now on)."""
+        self.limit = None if frames is None or self.limit is None else self.limit + frames
+        self.more.set()
+
+    def release(self) -> None:
+        self.read()
+        self.close_released.set()
+
+    async def send_text(self, data: str) -> None:
+        if self.fail_sends:
+            raise ConnectionResetError("peer went away")
+        while self.limit is not None and len(self.sent) >= self.limit:
+            self.more.clear()
+            await self.more.wait()
+        self.sent.append(data)
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.close_codes.append(code)
+        if self.close_blocks:
+            await self.close_released.wait()
+        self.closed.append(code)
+
+
+Make = Callable[..., tuple[Connection, FakeSocket]]
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.made: list[tuple[Connection, FakeSocket]] = []
+        self.left: list[Connection] = []
+
+    def __call__(self, max_pending: int = 8) -> tuple[Connection, FakeSocket]:
+        socket = FakeSocket()
+        conn = Connection(
+            socket,
+            "match_1",
+            "match",
+            "spectator",
+            None,
+            max_pending,
+            TokenBucket(RateLimit(20, 1.0)),
+            self.left.append,
+        )
+        self.made.append((conn, socket))
+        return conn, socket
+
+    async def finish(self) -> None:
+        """Let every blocked socket go, and wait (bounded) for the writers and closers to end."""
+        for _, socket in self.made:
+            socket.release()
+        tasks = [t for conn, _ in self.made for t in (conn.writer, conn.closer) if t is not None and not t.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+        for task in tasks:
+            task.cancel()
+
+
+@pytest.fixture
+async def make() -> AsyncIterator[Harness]:
+    harness = Harness()
+    yield harness
+    await harness.finish()
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 1.0) -> None:
+    """Yield to the loop until `predicate` holds (the writer task progressing); bounded."""
+
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def closed(conn: Connection) -> None:
+    assert conn.closer is not None
+    await asyncio.wait_for(asyncio.shield(conn.closer), 1.0)
+
+
+# -- eager write and order --------------------------------------------------------------------
+
+
+async def test_a_socket_that_reads_gets_each_frame_before_offer_returns(make: Harness) -> None:
+    conn, socket = make()
+    conn.start(after=0, first=[ESTABLISHED])
+    assert socket.sent == [ESTABLISHED]
+    conn.offer(1, event(1))
+    assert socket.sent == [ESTABLISHED, event(1)]  # written eagerly: no task, no loop turn
+    assert conn.writer is None
+    assert not conn.draining
+    assert conn.pending == 0
+
+
+async def test_nothing_is_written_before_start(make: Harness) -> None:
+    conn, socket = make()
+    conn.offer(1, event(1))
+    conn.offer(CONTROL, PING)
+    assert socket.sent == []
+    assert conn.pending == 2
+    conn.start(after=1, first=[ESTABLISHED, event(1)])  # the replay brought 1 too
+    assert socket.sent == [ESTABLISHED, event(1), PING]  # `first` goes first; 1 not twice
+
+
+async def test_events_at_or_below_after_are_skipped(make: Harness) -> None:
+    conn, socket = make()
+    for event_id in (3, 4, 5):  # live while the snapshot was read
+        conn.offer(event_id, event(event_id))
+    conn.start(after=4, first=[ESTABLISHED])  # the snapshot has everything up to 4
+    conn.offer(4, event(4))  # a late duplicate
+    conn.offer(5, event(5))
+    conn.offer(6, event(6))
+    assert socket.sent == [ESTABLISHED, event(5), event(6)]
+    assert conn.after == 6
+
+
+async def test_control_frames_are_never_filtered(make: Harness) -> None:
+    conn, socket = make()
+    conn.start(after=10, first=[ESTABLISHED])
+    conn.offer(11, event(11))
+    conn.offer(CONTROL, PING)
+    conn.offer(CONTROL, PING)
+    conn.offer(11, event(11))
+    assert socket.sent == [ESTABLISHED, event(11), PING, PING]
+
+
+async def test_a_socket_that_waits_gets_a_writer_and_later_frames_queue_in_order(make: Harness) -> None:
+    conn, socket = make()
+    conn.start(after=0, first=[ESTABLISHED])
+    socket.stop_reading()
+    conn.offer(1, event(1))
+    assert conn.writer is not None  # blocked in send: the rest of the write goes on in a task
+    conn.offer(2, event(2))
+    conn.offer(CONTROL, PING)
+    conn.offer(3, event(3))
+    assert conn.pending == 3  # 1 is in flight
+    writer = conn.writer
+    socket.read()
+    await asyncio.wait_for(writer, 1.0)
+    assert socket.sent == [ESTABLISHED, event(1), event(2), PING, event(3)]
+    assert conn.writer is None
+    conn.offer(4, event(4))  # eager again
+    assert socket.sent[-1] == event(4)
+
+
+async def test_a_failed_send_stops_the_writer_and_drops_the_backlog(make: Harness) -> None:
+    conn, socket = make()
+    conn.start(after=0)
+    socket.fail_sends = True
+    conn.offer(1, event(1))
+    assert conn.closing
+    assert conn.pending == 0
+    conn.offer(2, event(2))  # nothing is queued for a dead socket
+    assert conn.pending == 0
+
+
+# -- the backlog bound: 4009 ---------------------------------------------------------------------
+
+
+async def test_a_client_that_does_not_read_is_closed_4009_past_max_pending(make: Harness) -> None:
+    conn, socket = make(max_pending=4)
+    conn.start(after=0, first=[ESTABLISHED])
+    socket.stop_reading()
+    conn.offer(1, event(1))  # in flight, blocked
+    for event_id in range(2, 6):  # max_pending queued behind it
+        conn.offer(event_id, event(event_id))
+    assert not conn.closing
+    assert conn.pending == 4
+    conn.offer(6, event(6))  # one more: a slow consumer
+    assert conn.closing
+    assert conn.close_code == WS_4009_SLOW_CONSUMER
+    assert conn.pending == 0  # its backlog dropped at once
+    conn.offer(7, event(7))
+    assert conn.pending == 0
+    await closed(conn)
+    assert socket.closed == [WS_4009_SLOW_CONSUMER]
+    assert socket.sent == [ESTABLISHED]  # the blocked send was cancelled, nothing more written
+    assert make.left == []  # it took the close frame: the hub's endpoint sees it leave
+
+
+async def test_a_slow_socket_does_not_hold_up_a_fast_one(make: Harness) -> None:
+    slow, slow_socket = make(max_pending=4)
+    fast, fast_socket = make(max_pending=4)
+    for conn in (slow, fast):
+        conn.start(after=0)
+    slow_socket.stop_reading()
+    for event_id in range(1, 101):  # the room's fan-out: offer() never awaits
+        for conn in (slow, fast):
+            conn.offer(event_id, event(event_id))
+    assert fast_socket.sent == [event(i) for i in range(1, 101)]
+    assert slow.close_code == WS_4009_SLOW_CONSUMER
+    assert not fast.closing
+
+
+async def test_the_replay_is_allowed_on_top_of_max_pending(make: Harness) -> None:
+    conn, socket = make(max_pending=8)
+    socket.stop_reading()
+    replay = [event(i) for i in range(1, 20)]
+    conn.start(after=19, first=[ESTABLISHED, *replay])  # 20 frames, the first in flight
+    assert not conn.closing
+    for event_id in range(20, 28):  # max_pending live frames behind the replay: fine
+        conn.offer(event_id, event(event_id))
+    assert not conn.closing
+    conn.offer(28, event(28))
+    assert conn.close_code == WS_4009_SLOW_CONSUMER
+
+
+async def test_regression_allowance_shrinks_as_the_replay_is_written(make: Harness) -> None:
+    """Defect 3: after a long replay the allowance stayed, and a socket that stopped reading
+    held thousands of frames and was never closed 4009."""
+    max_pending = 8
+    conn, socket = make(max_pending=max_pending)
+    replay = [event(i) for i in range(1, 5000)]
+    conn.start(after=4999, first=[ESTABLISHED, *replay])
+    assert len(socket.sent) == 5000  # the client took the whole replay
+    socket.stop_reading()
+    offered = 0
+    for event_id in range(5000, 5100):
+        conn.offer(event_id, event(event_id))
+        offered += 1
+        assert conn.pending <= max_pending, f"{conn.pending} live frames held after the replay was written"
+        if conn.closing:
+            break
+    assert conn.close_code == WS_4009_SLOW_CONSUMER, f"still open after {offered} live frames"
+    assert offered == max_pending + 2  # one in flight, max_pending queued, one too many
+    await closed(conn)
+    assert socket.closed == [WS_4009_SLOW_CONSUMER]
+
+
+async def test_regression_allowance_counts_only_the_replay_not_yet_written(make: Harness) -> None:
+    """Defect 3, mid-replay: what the client took of the replay no longer counts as allowance."""
+    conn, socket = make(max_pending=8)
+    socket.stop_reading()
+    conn.start(after=19, first=[ESTABLISHED, *(event(i) for i in range(1, 20))])
+    socket.read(10)
+    await until(lambda: len(socket.sent) == 10)  # 10 written, the 11th in flight: 9 left queued
+    live = 0
+    while not conn.closing and live < 30:
+        conn.offer(20 + live, event(20 + live))
+        live += 1
+    assert conn.close_code == WS_4009_SLOW_CONSUMER
+    assert live == 8 + 1  # max_pending live frames beyond the 9 replay frames still queued, then 4009
+
+
+# -- closing -----------------------------------------------------------------------------------
+
+
+async def test_close_after_sending_sends_what_is_queued_then_closes(make: Harness) -> None:
+    conn, socket = make()
+    conn.start(after=0, first=[ESTABLISHED])
+    socket.stop_reading()
+    for event_id in (1, 2, 3):
+        conn.offer(event_id, event(event_id))
+    closing = asyncio.create_task(conn.close_after_sending(WS_1012_SERVICE_RESTART))
+    await until(lambda: conn.closing)
+    conn.offer(4, event(4))  # nothing new once closing
+    socket.read()
+    await asyncio.wait_for(closing, 1.0)
+    assert socket.sent == [ESTABLISHED, event(1), event(2), event(3)]
+    assert socket.closed == [WS_1012_SERVICE_RESTART]
+    assert conn.close_code == WS_1012_SERVICE_RESTART
+
+
+async def test_close_after_sending_with_nothing_queued_closes_at_once(make: Harness) -> None:
+    conn, socket = make()
+    conn.start(after=0, first=[ESTABLISHED])
+    await asyncio.wait_for(conn.close_after_sending(WS_1012_SERVICE_RESTART), 1.0)
+    assert socket.closed == [WS_1012_SERVICE_RESTART]
+    await asyncio.wait_for(conn.close_after_sending(WS_1012_SERVICE_RESTART), 1.0)  # once only
+    assert socket.close_codes == [WS_1012_SERVICE_RESTART]
+
+
+async def test_abort_with_drain_sends_the_answers_then_closes(make: Harness) -> None:
+    conn, socket = make()
+    conn.start(after=0, first=[ESTABLISHED])
+    socket.stop_reading()
+    conn.offer(CONTROL, PING)
+    conn.offer(CONTROL, '{"type":"error","data":{"code":"rate_limited","message":"slow down"}}')
+    conn.abort(WS_4004_HEARTBEAT_TIMEOUT, drain=True)
+    conn.abort(WS_4009_SLOW_CONSUMER)  # a second close is ignored
+    socket.read()
+    await closed(conn)
+    assert socket.sent[1] == PING
+    assert len(socket.sent) == 3
+    assert socket.close_codes == [WS_4004_HEARTBEAT_TIMEOUT]
+
+
+async def test_a_client_that_takes_no_close_frame_leaves_its_room_after_the_grace(
+    make: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connection_module, "CLOSE_GRACE", 0.01)
+    conn, socket = make()
+    conn.start(after=0)
+    socket.close_blocks = True
+    conn.abort(WS_4009_SLOW_CONSUMER)
+    await closed(conn)
+    assert make.left == [conn]
+    assert socket.closed == []
+
+
+async def test_a_close_on_a_socket_already_closed_is_quiet(make: Harness) -> None:
+    conn, socket = make()
+    conn.start(after=0)
+
+    async def gone(code: int = 1000, reason: str | None = None) -> None:
+        raise RuntimeError('Cannot call "send" once a close message has been sent.')
+
+    socket.close = gone  # type: ignore[method-assign]
+    await asyncio.wait_for(conn.close(WS_1012_SERVICE_RESTART), 1.0)
+    assert conn.closing
+    assert make.left == []
+
+
+async def test_regression_close_after_sending_lets_cancellation_through(make: Harness) -> None:
+    """Defect 4: the close swallowed cancellation, so a shutdown's bound waited out CLOSE_GRACE."""
+    conn, socket = make()
+    conn.start(after=0, first=[ESTABLISHED])
+    socket.stop_reading()
+    socket.close_blocks = True  # and the close frame would wait behind the unread data too
+    for event_id in (1, 2, 3):
+        conn.offer(event_id, event(event_id))
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(conn.close_after_sending(WS_1012_SERVICE_RESTART), 0.2)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0, f"the 0.2 s bound took {elapsed:.1f} s"
