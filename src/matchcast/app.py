@@ -24,6 +24,7 @@ from matchcast.realtime.broadcast import BroadcastBroker
 from matchcast.realtime.hub import Hub
 from matchcast.realtime.metrics import Metrics
 from matchcast.services import freshness
+from matchcast.services.deadlines import DeadlineTimer
 from matchcast.settings import Settings
 from matchcast.web import api, organize, pages, session, sockets
 from matchcast.web.handshake import RequestHeadLimit
@@ -57,6 +58,7 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
     metrics = Metrics()
     broker = BroadcastBroker(settings.broadcast_url, settings.channel_prefix)
     hub = Hub(settings, db, broker, metrics, refresh=functools.partial(freshness.refresh, db))
+    deadlines = DeadlineTimer(db, hub, settings.deadline_max_sleep)  # the services' publisher: it watches reports go by
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -65,10 +67,12 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
         await db.connect()
         await broker.connect()
         await hub.start()
+        deadlines.start()
         log.info("matchcast ready (database %s, broadcast %s)", db.url.scheme, settings.broadcast_url.split(":")[0])
         try:
             yield
         finally:
+            await deadlines.stop()
             await hub.stop()
             await broker.disconnect()
             await db.disconnect()
@@ -81,6 +85,6 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
     routes = [*sockets.routes(), *api.routes, *pages.routes(), *organize.routes()]
     handlers: dict[Any, Any] = dict.fromkeys(DATABASE_DOWN, database_unavailable)
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=handlers)
-    app.state.realtime = Realtime(settings=settings, db=db, hub=hub, metrics=metrics)
+    app.state.realtime = Realtime(settings=settings, db=db, hub=hub, metrics=metrics, publisher=deadlines)
     app.state.login_throttle = LoginThrottle(settings.login_rate_limit)
     return app

@@ -11,8 +11,8 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import HTTPConnection
 
 from matchcast import errors
+from matchcast.protocol import MAX_ID
 
-MAX_ID = 2**31 - 1
 ID = "{id:id}"  # use in route paths: f"/api/matches/{ID}"
 
 

@@ -33,6 +33,8 @@ MATCH_CANCELLED = "match_cancelled"  # beyond the contract's list: a match room 
 DISPUTE_CREATED = "dispute_created"
 DISPUTE_RESOLVED = "dispute_resolved"
 BRACKET_UPDATED = "bracket_updated"
+RESULT_REPORTED = "result_reported"
+RESULT_CONFIRMED = "result_confirmed"
 EVENT_TYPES = frozenset(
     {
         MATCH_SCHEDULED,
@@ -43,6 +45,8 @@ EVENT_TYPES = frozenset(
         DISPUTE_CREATED,
         DISPUTE_RESOLVED,
         BRACKET_UPDATED,
+        RESULT_REPORTED,
+        RESULT_CONFIRMED,
     }
 )
 
@@ -100,7 +104,8 @@ class ClientFrame:
     fields: dict[str, Any]
 
 
-CLIENT_TYPES = ("ping", "pong", "score_update", "report_dispute")
+CLIENT_TYPES = ("ping", "pong", "score_update", "report_result", "confirm_result", "report_dispute")
+MAX_ID = 2**31 - 1  # ids are 32-bit on both databases
 
 
 def parse_client_frame(text: str | None) -> ClientFrame:
@@ -123,11 +128,13 @@ def parse_client_frame(text: str | None) -> ClientFrame:
     fields: dict[str, Any]
     if frame_type in ("ping", "pong"):
         fields = {"timestamp": require_int(obj, "timestamp", 0, 2**63 - 1)}
-    elif frame_type == "score_update":
+    elif frame_type in ("score_update", "report_result"):
         fields = {
             "participant1_score": require_int(obj, "participant1_score", 0, MAX_SCORE),
             "participant2_score": require_int(obj, "participant2_score", 0, MAX_SCORE),
         }
+    elif frame_type == "confirm_result":
+        fields = {"report_id": require_int(obj, "report_id", 1, MAX_ID)}
     else:
         fields = {"reason": require_text(obj, "reason", MAX_REASON_CHARS)}
     return ClientFrame(frame_type, fields)
@@ -157,7 +164,14 @@ def require_text(obj: dict[str, Any], name: str, max_chars: int) -> str:
         raise DomainError(VALIDATION_ERROR, f"{name} must be at most {max_chars} characters, got {len(value)}")
     if not is_utf8(value):
         raise DomainError(VALIDATION_ERROR, f"{name} must be valid Unicode text (no lone surrogates)")
+    if has_control_characters(value):
+        raise DomainError(VALIDATION_ERROR, f"{name} must not contain control characters (newlines and tabs are fine)")
     return value.strip()
+
+
+def has_control_characters(value: str) -> bool:
+    """Control characters other than newline and tab: the contract refuses them in user text."""
+    return any((ord(c) < 32 and c not in "\n\t") or 0x7F <= ord(c) < 0xA0 for c in value)
 
 
 def is_utf8(value: str) -> bool:

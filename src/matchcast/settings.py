@@ -20,6 +20,7 @@ log = logging.getLogger("matchcast.settings")
 
 DEV_JWT_SECRET = "matchcast-development-secret-do-not-use-in-production"
 PREFIX = "MATCHCAST_"
+MAX_CONFIRM_TIMEOUT = 30 * 86400
 
 
 class SettingsError(ValueError):
@@ -49,10 +50,13 @@ class Settings:
     max_message_bytes: int = 65536
     max_pending: int = 1024
     event_retention: int = 86400
+    confirm_timeout: float = 600.0  # seconds a reported result waits for the opponent
     # Not in the contract's table: knobs the tests and the benchmarks turn.
     gap_fill_wait_ms: int = 200
     max_replay_events: int = 5000
     guest_token_ttl: int = 3600
+    # How long the deadline timer may sleep before looking for reports other instances made.
+    deadline_max_sleep: float = 30.0
     # Failed logins (form and POST /api/token) per client address and window.
     login_rate_limit: RateLimit = RateLimit(10, 60.0)
     # Mark the session cookie Secure (sent over HTTPS only): set it when TLS ends in front of us.
@@ -96,6 +100,11 @@ class Settings:
             raise SettingsError(
                 "MATCHCAST_HEARTBEAT_TIMEOUT must be greater than MATCHCAST_HEARTBEAT_INTERVAL "
                 f"(got {settings.heartbeat_timeout:g} <= {settings.heartbeat_interval:g})"
+            )
+        if settings.confirm_timeout > MAX_CONFIRM_TIMEOUT:
+            raise SettingsError(
+                f"MATCHCAST_CONFIRM_TIMEOUT must be at most {MAX_CONFIRM_TIMEOUT} seconds (30 days), "
+                f"got {settings.confirm_timeout:g}"
             )
         if settings.using_dev_secret:
             log.warning(
@@ -193,6 +202,8 @@ _PARSERS = {
     "MAX_MESSAGE_BYTES": _int_in(256, 16 * 1024 * 1024),
     "MAX_PENDING": _int_in(1, 1_000_000),
     "EVENT_RETENTION": _int_in(1, 10 * 365 * 86400),
+    "CONFIRM_TIMEOUT": _positive_number,
+    "DEADLINE_MAX_SLEEP": _positive_number,
     "GAP_FILL_WAIT_MS": _int_in(0, 60_000),
     "MAX_REPLAY_EVENTS": _int_in(1, 1_000_000),
     "CHANNEL_PREFIX": _channel_prefix,

@@ -30,6 +30,24 @@ EVENT_FIELDS = {
     "dispute_created": {"dispute_id", "match_id", "tournament_id", "reported_by_id", "reason", "created_at"},
     "dispute_resolved": {"dispute_id", "match_id", "tournament_id", "resolution", "resolved_by_id", "resolved_at"},
     "bracket_updated": {"tournament_id", "bracket"},
+    "result_reported": {
+        "report_id",
+        "match_id",
+        "tournament_id",
+        "reported_by_id",
+        "participant1_score",
+        "participant2_score",
+        "confirm_by",
+    },
+    "result_confirmed": {
+        "report_id",
+        "match_id",
+        "tournament_id",
+        "participant1_score",
+        "participant2_score",
+        "by",
+        "confirmed_at",
+    },
     # ours, beyond the contract's table (docs/protocol.md): a match room must learn of it too
     "match_cancelled": {"match_id", "tournament_id", "cancelled_at"},
 }

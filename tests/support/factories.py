@@ -52,11 +52,17 @@ class Factory:
         return Actor(user_id, username, staff)
 
     async def tournament(
-        self, players: int = 0, *, organizer: Actor | None = None, public: bool = True, name: str = "Test Cup"
+        self,
+        players: int = 0,
+        *,
+        organizer: Actor | None = None,
+        public: bool = True,
+        name: str = "Test Cup",
+        best_of: int = 1,
     ) -> Tournament:
         """A draft tournament with `players` registered (seeds in registration order)."""
         organizer = organizer or await self.user()
-        tournament_id = await tournaments.create_tournament(self.db, organizer, name, public)
+        tournament_id = await tournaments.create_tournament(self.db, organizer, name, public, best_of)
         registered = []
         for _ in range(players):
             player = await self.user()
@@ -64,17 +70,17 @@ class Factory:
             registered.append(player)
         return Tournament(tournament_id, organizer, registered)
 
-    async def seeded(self, players: int = 8, *, organizer: Actor | None = None) -> Tournament:
+    async def seeded(self, players: int = 8, *, organizer: Actor | None = None, best_of: int = 1) -> Tournament:
         """A tournament with its bracket seeded: first-round matches scheduled, byes advanced."""
-        tournament = await self.tournament(players, organizer=organizer)
+        tournament = await self.tournament(players, organizer=organizer, best_of=best_of)
         tournament.match_ids = await tournaments.seed_bracket(
             self.db, self.publisher, tournament.organizer, tournament.id
         )
         return tournament
 
-    async def live_match(self, players: int = 2) -> tuple[Tournament, Any]:
+    async def live_match(self, players: int = 2, best_of: int = 1) -> tuple[Tournament, Any]:
         """A seeded tournament and its first playable first-round match, started."""
-        tournament = await self.seeded(players)
+        tournament = await self.seeded(players, best_of=best_of)
         first = next(
             m
             for m in await matches.matches_of(self.db, tournament.id)

@@ -33,6 +33,8 @@ tournaments = sa.Table(
     sa.Column("is_public", sa.Boolean, nullable=False, default=True),
     # draft (registering players) -> running (bracket seeded) -> completed (final played)
     sa.Column("status", sa.String(20), nullable=False),
+    # Games a match is played to (1, 3, 5, 7): a result's winner has exactly ceil(best_of / 2).
+    sa.Column("best_of", sa.Integer, nullable=False, default=1, server_default="1"),
     sa.Column("created_at", sa.DateTime, nullable=False),
 )
 
@@ -85,6 +87,26 @@ disputes = sa.Table(
     sa.Column("resolved_by_id", sa.Integer, sa.ForeignKey("users.id"), nullable=True),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("resolved_at", sa.DateTime, nullable=True),
+)
+
+# A participant's claim of a match's final result, waiting for the opponent until `confirm_by`.
+reports = sa.Table(
+    "reports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("match_id", sa.Integer, sa.ForeignKey("matches.id"), nullable=False, index=True),
+    sa.Column("reported_by_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("participant1_score", sa.Integer, nullable=False),
+    sa.Column("participant2_score", sa.Integer, nullable=False),
+    # pending -> confirmed (by opponent | agreement | timeout), or set_aside (a dispute, a
+    # conflicting report, the organizer), or replaced (the reporter reported again)
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("confirmed_by", sa.String(20), nullable=True),
+    sa.Column("confirm_by", sa.DateTime, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("closed_at", sa.DateTime, nullable=True),
+    # The deadline timer asks for the nearest pending deadline: one index range, whatever the count.
+    sa.Index("ix_reports_status_confirm_by", "status", "confirm_by"),
 )
 
 # The event log: every broadcast event, numbered per room 1, 2, 3, ... with no holes.

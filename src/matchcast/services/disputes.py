@@ -7,16 +7,19 @@ from typing import Any
 from matchcast import errors
 from matchcast.db.database import Database, utcnow
 from matchcast.db.tables import disputes
-from matchcast.protocol import MAX_REASON_CHARS, is_int, is_utf8
+from matchcast.protocol import MAX_REASON_CHARS, Event, has_control_characters, is_int, is_utf8
 from matchcast.services import events
 from matchcast.services.actors import Actor, require_organizer
-from matchcast.services.matches import locked_match
+from matchcast.services.matches import LIVE, finish_match, locked_match, set_aside_pending_report
 from matchcast.services.publisher import Publisher
+from matchcast.services.results import best_of, has_open_dispute, validate_result
 
 
 def validate_text(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_REASON_CHARS or not is_utf8(value):
         raise errors.invalid(f"{name} must be 1 to {MAX_REASON_CHARS} characters")
+    if has_control_characters(value):
+        raise errors.invalid(f"{name} must not contain control characters (newlines and tabs are fine)")
     return value.strip()
 
 
@@ -28,6 +31,9 @@ async def report_dispute(db: Database, publisher: Publisher, actor: Actor | None
             raise errors.forbidden("only the match's participants may report a dispute")
         if match.status == "cancelled":
             raise errors.invalid_state(f"match {match.id} is cancelled; there is nothing to dispute")
+        if await has_open_dispute(db, match.id, actor.user_id):
+            raise errors.invalid_state("your dispute of this match is still open: the organizer will resolve it")
+        await set_aside_pending_report(db, match.id)
         query = disputes.insert().values(
             match_id=match.id, reported_by_id=actor.user_id, reason=reason, status="open", created_at=utcnow()
         )
@@ -38,11 +44,20 @@ async def report_dispute(db: Database, publisher: Publisher, actor: Actor | None
 
 
 async def resolve_dispute(
-    db: Database, publisher: Publisher, actor: Actor | None, dispute_id: Any, resolution: Any
+    db: Database,
+    publisher: Publisher,
+    actor: Actor | None,
+    dispute_id: Any,
+    resolution: Any,
+    score1: Any = None,
+    score2: Any = None,
 ) -> Any:
+    """Close a dispute; with both scores, the match completes with them (the organizer's ruling)."""
     resolution = validate_text("resolution", resolution)
     if not is_int(dispute_id):
         raise errors.invalid("dispute id must be an integer")
+    if (score1 is None) != (score2 is None):
+        raise errors.invalid("give both participant1_score and participant2_score, or neither")
     async with db.write():
         dispute = await db.fetch_one(disputes.select().where(disputes.c.id == dispute_id).with_for_update())
         if dispute is None:
@@ -51,6 +66,12 @@ async def resolve_dispute(
         require_organizer(actor, match)
         if dispute.status != "open":
             raise errors.invalid_state(f"dispute {dispute.id} is already resolved")
+        completion: list[Event] = []
+        if score1 is not None:
+            if match.status != LIVE:
+                raise errors.invalid_state(f"match {match.id} is {match.status}; only a live match takes a final score")
+            scores = validate_result(await best_of(db, match.tournament_id), score1, score2)
+            winner = match.participant1_id if scores[0] > scores[1] else match.participant2_id
         await db.execute(
             disputes.update()
             .where(disputes.c.id == dispute.id)
@@ -62,5 +83,7 @@ async def resolve_dispute(
             )
         )
         dispute = await db.fetch_one(disputes.select().where(disputes.c.id == dispute.id))
-    await publisher.publish([events.dispute_resolved(dispute, match)])
+        if score1 is not None:
+            match, completion = await finish_match(db, match, winner, scores)
+    await publisher.publish([events.dispute_resolved(dispute, match), *completion])
     return dispute

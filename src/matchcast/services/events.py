@@ -13,6 +13,8 @@ from matchcast.protocol import (
     MATCH_COMPLETED,
     MATCH_SCHEDULED,
     MATCH_STARTED,
+    RESULT_CONFIRMED,
+    RESULT_REPORTED,
     SCORE_UPDATED,
     Event,
     match_room,
@@ -125,4 +127,36 @@ def dispute_resolved(dispute: Any, match: Any) -> Event:
 def bracket_updated(tournament_id: int, bracket: dict[str, Any]) -> Event:
     return Event(
         BRACKET_UPDATED, {"tournament_id": tournament_id, "bracket": bracket}, (tournament_room(tournament_id),)
+    )
+
+
+def result_reported(report: Any, match: Any) -> Event:
+    return Event(
+        RESULT_REPORTED,
+        {
+            "report_id": report.id,
+            "match_id": match.id,
+            "tournament_id": match.tournament_id,
+            "reported_by_id": report.reported_by_id,
+            "participant1_score": report.participant1_score,
+            "participant2_score": report.participant2_score,
+            "confirm_by": iso(report.confirm_by),
+        },
+        _both(match),
+    )
+
+
+def result_confirmed(report: Any, match: Any) -> Event:
+    return Event(
+        RESULT_CONFIRMED,
+        {
+            "report_id": report.id,
+            "match_id": match.id,
+            "tournament_id": match.tournament_id,
+            "participant1_score": report.participant1_score,
+            "participant2_score": report.participant2_score,
+            "by": report.confirmed_by,
+            "confirmed_at": iso(report.closed_at),
+        },
+        _both(match),
     )

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from matchcast import errors
 from matchcast.db.compiled import Prepared
 from matchcast.db.database import Database, utcnow
-from matchcast.db.tables import matches, tournaments
+from matchcast.db.tables import matches, reports, tournaments
 from matchcast.protocol import MAX_SCORE, SPECTATOR, Event, is_int
 from matchcast.services import events
 from matchcast.services.actors import Actor, match_role, require_organizer
@@ -22,6 +22,8 @@ from matchcast.services.snapshots import bracket
 from matchcast.services.users import usernames
 
 SCHEDULED, LIVE, COMPLETED, CANCELLED = "scheduled", "live", "completed", "cancelled"
+# A report's life (services/results.py); here because ending a match sets its pending report aside.
+PENDING, CONFIRMED, SET_ASIDE, REPLACED = "pending", "confirmed", "set_aside", "replaced"
 
 
 def with_organizer() -> sa.Select[Any]:
@@ -181,17 +183,24 @@ async def complete_match(
         if match.status != LIVE:
             raise errors.invalid_state(f"match {match.id} is {match.status}; only a live match can be completed")
         winner = decide_winner(match, winner_id)
-        now = utcnow()
-        await db.execute(
-            matches.update()
-            .where(matches.c.id == match.id)
-            .values(status=COMPLETED, winner_id=winner, completed_at=now, updated_at=now)
-        )
-        match = await reload(db, match.id)
-        published = [events.match_completed(match), *await advance_winner(db, match)]
-        published.append(events.bracket_updated(match.tournament_id, await bracket(db, match.tournament_id)))
+        match, published = await finish_match(db, match, winner)
     await publisher.publish(published)
     return match
+
+
+async def finish_match(db: Database, match: Any, winner_id: int, scores: tuple[int, int] | None = None) -> Any:
+    """Complete a live match inside the caller's transaction, with `scores` if given: the pending
+    report (if any) is set aside, the winner advances. Returns the match and the events, in order."""
+    now = utcnow()
+    values: dict[str, Any] = {"status": COMPLETED, "winner_id": winner_id, "completed_at": now, "updated_at": now}
+    if scores is not None:
+        values.update(participant1_score=scores[0], participant2_score=scores[1], sequence=matches.c.sequence + 1)
+    await db.execute(matches.update().where(matches.c.id == match.id).values(**values))
+    await set_aside_pending_report(db, match.id)
+    match = await reload(db, match.id)
+    published = [events.match_completed(match), *await advance_winner(db, match)]
+    published.append(events.bracket_updated(match.tournament_id, await bracket(db, match.tournament_id)))
+    return match, published
 
 
 async def cancel_match(db: Database, publisher: Publisher, actor: Actor | None, match_id: Any) -> Any:
@@ -205,10 +214,20 @@ async def cancel_match(db: Database, publisher: Publisher, actor: Actor | None, 
             )
         now = utcnow()
         await db.execute(matches.update().where(matches.c.id == match.id).values(status=CANCELLED, updated_at=now))
+        await set_aside_pending_report(db, match.id)
         match = await reload(db, match.id)
         update = events.bracket_updated(match.tournament_id, await bracket(db, match.tournament_id))
     await publisher.publish([events.match_cancelled(match), update])
     return match
+
+
+async def set_aside_pending_report(db: Database, match_id: int) -> None:
+    """The match's pending report, if any, will never be confirmed (inside the caller's transaction)."""
+    await db.execute(
+        reports.update()
+        .where(reports.c.match_id == match_id, reports.c.status == PENDING)
+        .values(status=SET_ASIDE, closed_at=utcnow())
+    )
 
 
 async def advance_winner(db: Database, match: Any) -> list[Event]:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from matchcast import errors
 from matchcast.db.database import Database, iso
-from matchcast.db.tables import disputes, matches, tournaments
+from matchcast.db.tables import disputes, matches, reports, tournaments
 from matchcast.services.brackets import round_name
 from matchcast.services.users import usernames
 
@@ -30,7 +30,27 @@ def dispute_view(row: Any) -> dict[str, Any]:
     }
 
 
-def match_view(row: Any, names: dict[int, str], open_disputes: list[Any] | None = None) -> dict[str, Any]:
+def report_view(row: Any | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {
+        "report_id": row.id,
+        "reported_by_id": row.reported_by_id,
+        "participant1_score": row.participant1_score,
+        "participant2_score": row.participant2_score,
+        "confirm_by": iso(row.confirm_by),
+    }
+
+
+def match_view(
+    row: Any,
+    names: dict[int, str],
+    open_disputes: list[Any] | None = None,
+    pending: Any | None = None,
+    best_of: int | None = None,
+) -> dict[str, Any]:
+    """A match as the protocol shows it; the room snapshot passes the disputes, the pending
+    report and best_of (the bracket's entries leave them out)."""
     view = {
         "id": row.id,
         "tournament_id": row.tournament_id,
@@ -51,6 +71,8 @@ def match_view(row: Any, names: dict[int, str], open_disputes: list[Any] | None 
     }
     if open_disputes is not None:
         view["disputes"] = [dispute_view(d) for d in open_disputes]
+        view["pending_report"] = report_view(pending)
+        view["best_of"] = best_of
     return view
 
 
@@ -62,7 +84,11 @@ async def match_snapshot(db: Database, match_id: int) -> dict[str, Any]:
         disputes.select().where(disputes.c.match_id == match_id, disputes.c.status == "open").order_by(disputes.c.id)
     )
     names = await usernames(db, [row.participant1_id, row.participant2_id])
-    return match_view(row, names, list(open_disputes))
+    pending = await db.fetch_one(
+        reports.select().where(reports.c.match_id == match_id, reports.c.status == "pending").order_by(reports.c.id)
+    )
+    best_of = await db.fetch_val(sa.select(tournaments.c.best_of).where(tournaments.c.id == row.tournament_id))
+    return match_view(row, names, list(open_disputes), pending, int(best_of))
 
 
 BRACKET_KEYS = (
@@ -115,12 +141,19 @@ async def tournament_snapshot(db: Database, tournament_id: int) -> dict[str, Any
     by_match: dict[int, list[Any]] = {}
     for d in open_disputes:
         by_match.setdefault(d.match_id, []).append(d)
+    pending = await db.fetch_all(
+        sa.select(reports)
+        .join(matches, matches.c.id == reports.c.match_id)
+        .where(matches.c.tournament_id == tournament_id, reports.c.status == "pending")
+    )
+    pending_of = {report.match_id: report for report in pending}
     return {
         "id": row.id,
         "name": row.name,
         "status": row.status,
         "is_public": bool(row.is_public),
         "organizer_id": row.organizer_id,
-        "matches": [match_view(r, names, by_match.get(r.id, [])) for r in rows],
+        "best_of": row.best_of,
+        "matches": [match_view(r, names, by_match.get(r.id, []), pending_of.get(r.id), row.best_of) for r in rows],
         "bracket": bracket_view(rows, names),
     }

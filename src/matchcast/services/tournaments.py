@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from matchcast import errors
 from matchcast.db.database import Database, utcnow
 from matchcast.db.tables import matches, registrations, tournaments, users
-from matchcast.protocol import Event, is_int, is_utf8
+from matchcast.protocol import Event, has_control_characters, is_int, is_utf8
 from matchcast.services import brackets, events
 from matchcast.services.actors import Actor, require_organizer
 from matchcast.services.matches import COMPLETED, SCHEDULED, advance_winner, reload
@@ -19,6 +19,7 @@ from matchcast.services.users import insert_user, new_password_hash, usernames
 
 DRAFT, RUNNING = "draft", "running"
 MAX_NAME = 200
+BEST_OF = (1, 3, 5, 7)
 
 
 async def get_tournament(db: Database, tournament_id: Any, lock: bool = False) -> Any:
@@ -43,14 +44,25 @@ async def list_tournaments(db: Database, viewer: Actor | None = None) -> list[An
     return list(await db.fetch_all(query))
 
 
-async def create_tournament(db: Database, actor: Actor | None, name: Any, is_public: bool = True) -> int:
+async def create_tournament(
+    db: Database, actor: Actor | None, name: Any, is_public: bool = True, best_of: Any = 1
+) -> int:
     if actor is None:
         raise errors.forbidden("log in to create a tournament")
     if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_NAME or not is_utf8(name):
         raise errors.invalid(f"name must be 1 to {MAX_NAME} characters")
+    if has_control_characters(name):
+        raise errors.invalid("name must not contain control characters")
+    if best_of not in BEST_OF or not is_int(best_of):
+        raise errors.invalid(f"best_of must be one of {', '.join(map(str, BEST_OF))}, got {best_of!r}"[:100])
     async with db.write():
         query = tournaments.insert().values(
-            name=name.strip(), organizer_id=actor.user_id, is_public=bool(is_public), status=DRAFT, created_at=utcnow()
+            name=name.strip(),
+            organizer_id=actor.user_id,
+            is_public=bool(is_public),
+            status=DRAFT,
+            best_of=best_of,
+            created_at=utcnow(),
         )
         return int(await db.fetch_val(query.returning(tournaments.c.id)))
 

@@ -103,7 +103,7 @@ async def start(request: Request) -> Any:
     rt = request.app.state.realtime
     match_id = path_id(request)
     actor = await bearer_actor(request)
-    await matches.start_match(rt.db, rt.hub, actor, match_id)
+    await matches.start_match(rt.db, rt.publisher, actor, match_id)
     return await snapshots.match_snapshot(rt.db, match_id)
 
 
@@ -114,7 +114,7 @@ async def score(request: Request) -> Any:
     body = await json_body(request)
     await matches.update_score(
         rt.db,
-        rt.hub,
+        rt.publisher,
         actor,
         match_id,
         body.get("participant1_score"),
@@ -132,7 +132,7 @@ async def complete(request: Request) -> Any:
     winner = body.get("winner_id")
     if winner is not None and not is_int(winner):
         raise errors.invalid("winner_id must be an integer user id")
-    await matches.complete_match(rt.db, rt.hub, actor, match_id, winner)
+    await matches.complete_match(rt.db, rt.publisher, actor, match_id, winner)
     return await snapshots.match_snapshot(rt.db, match_id)
 
 
@@ -141,7 +141,15 @@ async def resolve(request: Request) -> Any:
     dispute_id = path_id(request)
     actor = await bearer_actor(request)
     body = await json_body(request)
-    dispute = await disputes.resolve_dispute(rt.db, rt.hub, actor, dispute_id, body.get("resolution"))
+    dispute = await disputes.resolve_dispute(
+        rt.db,
+        rt.publisher,
+        actor,
+        dispute_id,
+        body.get("resolution"),
+        body.get("participant1_score"),
+        body.get("participant2_score"),
+    )
     return await snapshots.match_snapshot(rt.db, dispute.match_id)
 
 

@@ -38,8 +38,9 @@ from matchcast.realtime.hub import Hub
 from matchcast.realtime.metrics import Metrics
 from matchcast.realtime.ratelimit import TokenBucket
 from matchcast.security import TokenError, verify_token
-from matchcast.services import disputes, matches, snapshots
+from matchcast.services import disputes, matches, results, snapshots
 from matchcast.services.actors import Actor, load_actor, match_role, tournament_role
+from matchcast.services.publisher import Publisher
 from matchcast.settings import Settings
 
 log = logging.getLogger("matchcast.ws")
@@ -53,6 +54,7 @@ class Realtime:
     db: Database
     hub: Hub
     metrics: Metrics
+    publisher: Publisher  # what the services hand their events to: the hub, through the deadline timer
 
 
 def whole(seconds: float) -> float | int:
@@ -183,6 +185,10 @@ class RoomEndpoint(WebSocketEndpoint):
                 conn.offer(CONTROL, encode_pong(frame.fields["timestamp"]))
             elif frame.type == "score_update":
                 await self.score_update(rt, frame.fields)
+            elif frame.type == "report_result":
+                await self.report_result(rt, frame.fields)
+            elif frame.type == "confirm_result":
+                await self.confirm_result(rt, frame.fields["report_id"])
             elif frame.type == "report_dispute":
                 await self.report_dispute(rt, frame.fields["reason"])
         except errors.DomainError as exc:
@@ -222,6 +228,12 @@ class RoomEndpoint(WebSocketEndpoint):
     async def score_update(self, rt: Realtime, fields: dict[str, Any]) -> None:
         raise errors.forbidden(f"score updates go to /ws/match/{{id}}/, not a {self.kind} room")
 
+    async def report_result(self, rt: Realtime, fields: dict[str, Any]) -> None:
+        raise errors.forbidden(f"results are reported in /ws/match/{{id}}/, not a {self.kind} room")
+
+    async def confirm_result(self, rt: Realtime, report_id: int) -> None:
+        raise errors.forbidden(f"results are confirmed in /ws/match/{{id}}/, not a {self.kind} room")
+
     async def report_dispute(self, rt: Realtime, reason: str) -> None:
         raise errors.forbidden(f"disputes are reported in /ws/match/{{id}}/, not a {self.kind} room")
 
@@ -241,11 +253,20 @@ class MatchEndpoint(RoomEndpoint):
 
     async def score_update(self, rt: Realtime, fields: dict[str, Any]) -> None:
         await matches.update_score(
-            rt.db, rt.hub, self.actor, self.room_id, fields["participant1_score"], fields["participant2_score"]
+            rt.db, rt.publisher, self.actor, self.room_id, fields["participant1_score"], fields["participant2_score"]
         )
 
+    async def report_result(self, rt: Realtime, fields: dict[str, Any]) -> None:
+        score1, score2 = fields["participant1_score"], fields["participant2_score"]
+        await results.report_result(
+            rt.db, rt.publisher, self.actor, self.room_id, score1, score2, rt.settings.confirm_timeout
+        )
+
+    async def confirm_result(self, rt: Realtime, report_id: int) -> None:
+        await results.confirm_result(rt.db, rt.publisher, self.actor, self.room_id, report_id)
+
     async def report_dispute(self, rt: Realtime, reason: str) -> None:
-        await disputes.report_dispute(rt.db, rt.hub, self.actor, self.room_id, reason)
+        await disputes.report_dispute(rt.db, rt.publisher, self.actor, self.room_id, reason)
 
 
 class TournamentEndpoint(RoomEndpoint):
