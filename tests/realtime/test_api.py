@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from matchcast.security import verify_token
+from matchcast.services import disputes
 from tests.support.databases import dump
 from tests.support.factories import PASSWORD
 from tests.support.server import RunningServer
@@ -158,3 +159,30 @@ async def test_the_token_from_the_login_endpoint_opens_the_players_socket(
         await ws.send({"type": "score_update", "participant1_score": 4, "participant2_score": 2})
         scored = await spectator.recv_type("score_updated")
         assert (scored["data"]["participant1_score"], scored["data"]["participant2_score"]) == (4, 2)
+
+
+async def test_resolving_a_dispute_with_scores_completes_the_match(
+    server: RunningServer, http: httpx.AsyncClient
+) -> None:
+    t, match = await server.factory.live_match()
+    player = next(p for p in t.players if p.user_id == match.participant1_id)
+    dispute = await disputes.report_dispute(server.realtime.db, server.factory.publisher, player, match.id, "lag")
+    organizer = {"Authorization": f"Bearer {server.token(t.organizer.user_id)}"}
+    path = f"/api/disputes/{dispute.id}/resolve"
+    before = await dump(server.realtime.db)
+    for body in (
+        {"resolution": "B won", "participant1_score": 1, "participant2_score": 1},  # a tie
+        {"resolution": "B won", "participant1_score": 0},  # one score
+        {"resolution": "B won", "participant1_score": 0, "participant2_score": "1"},
+        {"resolution": "B\x00won", "participant1_score": 0, "participant2_score": 1},
+    ):
+        refused = await http.post(path, json=body, headers=organizer)
+        assert refused.status_code == 400, body
+        assert refused.json()["error"]["code"] == "validation_error"
+    assert await dump(server.realtime.db) == before
+    resolved = await http.post(
+        path, json={"resolution": "B won", "participant1_score": 0, "participant2_score": 1}, headers=organizer
+    )
+    assert resolved.status_code == 200, resolved.text
+    snapshot = resolved.json()
+    assert (snapshot["status"], snapshot["winner_id"], snapshot["disputes"]) == ("completed", match.participant2_id, [])
