@@ -34,6 +34,7 @@ from matchcast.realtime.connection import CONTROL, Connection
 from matchcast.realtime.metrics import Metrics
 from matchcast.realtime.retention import run_pruner
 from matchcast.realtime.rooms import Room
+from matchcast.realtime.viewers import ViewerCounter
 from matchcast.settings import Settings
 
 log = logging.getLogger("matchcast.hub")
@@ -61,11 +62,13 @@ class Hub:
         self._publish_lock = asyncio.Lock()
         self._heartbeat: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
+        self.viewers = ViewerCounter(broker, self, settings.viewers_interval_ms / 1000)
         metrics.watch_connections(self._connection_counts)
 
     async def start(self) -> None:
         self._heartbeat = asyncio.create_task(self._beat())
         self._pruner = asyncio.create_task(run_pruner(self.db, self.settings.event_retention))
+        self.viewers.start()
 
     async def stop(self) -> None:
         """Graceful shutdown: flush pending scores, close every socket 1012."""
@@ -83,6 +86,7 @@ class Hub:
                     task.cancel()
                 await asyncio.gather(*slow, return_exceptions=True)
         finally:
+            await self.viewers.stop()
             for running in [self._heartbeat, self._pruner, *(room.task for room in self.rooms.values())]:
                 if running is not None:
                     running.cancel()
@@ -178,6 +182,7 @@ class Hub:
             "server_time": int(time.time() * 1000),
             "last_event_id": last,
             "replay": status,
+            "viewers": self.viewers.total(conn.room),
             "state": state,
         }
         established = encode({"type": "connection_established", "data": data})
@@ -269,6 +274,19 @@ class Hub:
                     conn.offer(CONTROL, frame)
                     sent += 1
             self.metrics.frames_out.inc(sent)
+
+    # -- the audience (realtime/viewers.py) ---------------------------------------------------------
+
+    def local_counts(self) -> dict[str, int]:
+        return {name: len(room.connections) for name, room in self.rooms.items()}
+
+    def tell_room(self, room: str, frame: str) -> None:
+        found = self.rooms.get(room)
+        if found is None:
+            return
+        for conn in found.connections:
+            conn.offer(CONTROL, frame)
+        self.metrics.frames_out.inc(len(found.connections))
 
     def connections(self) -> Iterator[Connection]:
         for room in list(self.rooms.values()):
