@@ -25,6 +25,7 @@ from matchcast.realtime.hub import Hub
 from matchcast.realtime.metrics import Metrics
 from matchcast.services import freshness
 from matchcast.services.deadlines import DeadlineTimer
+from matchcast.services.webhook_delivery import WebhookDispatcher
 from matchcast.settings import Settings
 from matchcast.web import api, organize, pages, session, sockets
 from matchcast.web.handshake import RequestHeadLimit
@@ -58,7 +59,12 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
     metrics = Metrics()
     broker = BroadcastBroker(settings.broadcast_url, settings.channel_prefix)
     hub = Hub(settings, db, broker, metrics, refresh=functools.partial(freshness.refresh, db))
-    deadlines = DeadlineTimer(db, hub, settings.deadline_max_sleep)  # the services' publisher: it watches reports go by
+    # The services' publisher: the deadline timer watches reports go by, the webhook dispatcher
+    # watches its tournaments' events, and the hub numbers, stores and fans out.
+    dispatcher = WebhookDispatcher(
+        db, hub, settings.webhook_allow_private, settings.webhook_timeout, settings.webhook_max_sleep
+    )
+    deadlines = DeadlineTimer(db, dispatcher, settings.deadline_max_sleep)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -68,11 +74,13 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
         await broker.connect()
         await hub.start()
         deadlines.start()
+        dispatcher.start()
         log.info("matchcast ready (database %s, broadcast %s)", db.url.scheme, settings.broadcast_url.split(":")[0])
         try:
             yield
         finally:
             await deadlines.stop()
+            await dispatcher.stop()
             await hub.stop()
             await broker.disconnect()
             await db.disconnect()

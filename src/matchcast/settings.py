@@ -62,6 +62,10 @@ class Settings:
     login_rate_limit: RateLimit = RateLimit(10, 60.0)
     # Mark the session cookie Secure (sent over HTTPS only): set it when TLS ends in front of us.
     session_cookie_secure: bool = False
+    # Webhooks may call loopback and private addresses (tests, one-host set-ups); never by default.
+    webhook_allow_private: bool = False
+    webhook_timeout: float = 10.0  # seconds a receiver has to answer (the contract's 10)
+    webhook_max_sleep: float = 2.0  # how late another instance's events may be noticed for webhooks
     # Prefix of broker channel names, so deployments (or test runs) sharing one Redis or
     # PostgreSQL never hear each other's rooms.
     channel_prefix: str = ""
@@ -211,4 +215,5 @@ _PARSERS = {
     "CHANNEL_PREFIX": _channel_prefix,
     "LOGIN_RATE_LIMIT": _rate_limit,
     "SESSION_COOKIE_SECURE": _bool,
+    "WEBHOOK_ALLOW_PRIVATE": _bool,
 }

@@ -109,6 +109,28 @@ reports = sa.Table(
     sa.Index("ix_reports_status_confirm_by", "status", "confirm_by"),
 )
 
+# An organizer's webhook: every event of the tournament room POSTed in id order, at least once.
+# The position and the retry state are here, so restarts and instances neither skip nor reorder;
+# `lease_*` names the one process delivering for it now.
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tournament_id", sa.Integer, sa.ForeignKey("tournaments.id"), nullable=False, index=True),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("secret", sa.String(100), nullable=False),
+    sa.Column("events", sa.Text, nullable=True),  # JSON list of event types; null: all
+    sa.Column("last_delivered_event_id", sa.Integer, nullable=False, default=0),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),  # failures in a row
+    sa.Column("next_attempt_at", sa.DateTime, nullable=True),
+    sa.Column("failing_since", sa.DateTime, nullable=True),
+    sa.Column("last_error", sa.String(300), nullable=True),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("lease_owner", sa.String(40), nullable=True),
+    sa.Column("lease_until", sa.DateTime, nullable=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
 # The event log: every broadcast event, numbered per room 1, 2, 3, ... with no holes.
 events = sa.Table(
     "events",

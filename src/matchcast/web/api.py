@@ -14,7 +14,7 @@ from matchcast import errors
 from matchcast.ids import ID, path_id
 from matchcast.protocol import is_int
 from matchcast.security import TokenError, create_user_token, verify_token
-from matchcast.services import disputes, matches, snapshots
+from matchcast.services import disputes, matches, snapshots, webhooks
 from matchcast.services.actors import Actor, load_actor
 from matchcast.web import throttle
 from matchcast.web.throttle import too_many
@@ -153,6 +153,31 @@ async def resolve(request: Request) -> Any:
     return await snapshots.match_snapshot(rt.db, dispute.match_id)
 
 
+async def create_webhook(request: Request) -> Any:
+    rt = request.app.state.realtime
+    tournament_id = path_id(request)
+    actor = await bearer_actor(request)
+    body = await json_body(request)
+    allow_private = rt.settings.webhook_allow_private
+    created = await webhooks.create_webhook(
+        rt.db, actor, tournament_id, body.get("url"), body.get("events"), allow_private
+    )
+    return JSONResponse(created, status_code=201)
+
+
+async def list_webhooks(request: Request) -> Any:
+    rt = request.app.state.realtime
+    tournament_id = path_id(request)
+    return await webhooks.list_webhooks(rt.db, await bearer_actor(request), tournament_id)
+
+
+async def delete_webhook(request: Request) -> Any:
+    rt = request.app.state.realtime
+    webhook_id = path_id(request)
+    await webhooks.delete_webhook(rt.db, await bearer_actor(request), webhook_id)
+    return Response(status_code=204)
+
+
 async def healthz(request: Request) -> Response:
     rt = request.app.state.realtime
     report = {"status": "ok", "database": "ok", "broadcast": rt.hub.broker.health()}
@@ -179,6 +204,9 @@ routes = [
     Route(f"/api/matches/{ID}/score", api(score), methods=["POST"]),
     Route(f"/api/matches/{ID}/complete", api(complete), methods=["POST"]),
     Route(f"/api/disputes/{ID}/resolve", api(resolve), methods=["POST"]),
+    Route(f"/api/tournaments/{ID}/webhooks", api(create_webhook), methods=["POST"]),
+    Route(f"/api/tournaments/{ID}/webhooks", api(list_webhooks), methods=["GET"]),
+    Route(f"/api/webhooks/{ID}", api(delete_webhook), methods=["DELETE"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
 ]
