@@ -180,3 +180,20 @@ def test_env_file_quotes_are_parsed_as_a_shell_would(tmp_path: Path) -> None:
     settings = Settings.from_env({}, env_file=str(env_file))
     assert settings.jwt_secret == SECRET + '"'
     assert settings.channel_prefix == "blue_"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("0", 0), ("50", 50), ("2000", 2000)])
+def test_viewers_interval_is_off_or_at_least_50_ms(tmp_path: Path, raw: str, expected: int) -> None:
+    assert from_env(tmp_path, VIEWERS_INTERVAL_MS=raw).viewers_interval_ms == expected
+
+
+@pytest.mark.parametrize("raw", ["10", "-1", "2s", "600001"])
+def test_viewers_interval_refusals_name_the_variable(tmp_path: Path, raw: str) -> None:
+    with pytest.raises(SettingsError, match="MATCHCAST_VIEWERS_INTERVAL_MS"):
+        from_env(tmp_path, VIEWERS_INTERVAL_MS=raw)
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "nan", "2592001"])
+def test_confirm_timeout_refusals_name_the_variable(tmp_path: Path, raw: str) -> None:
+    with pytest.raises(SettingsError, match="MATCHCAST_CONFIRM_TIMEOUT"):
+        from_env(tmp_path, CONFIRM_TIMEOUT=raw)

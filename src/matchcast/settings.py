@@ -51,7 +51,7 @@ class Settings:
     max_pending: int = 1024
     event_retention: int = 86400
     confirm_timeout: float = 600.0  # seconds a reported result waits for the opponent
-    viewers_interval_ms: int = 2000  # how often a room's viewer count may be sent
+    viewers_interval_ms: int = 2000  # how often a room's viewer count may be sent; 0: counting off
     # Not in the contract's table: knobs the tests and the benchmarks turn.
     gap_fill_wait_ms: int = 200
     max_replay_events: int = 5000
@@ -194,6 +194,13 @@ def _bool(name: str, raw: str) -> bool:
     return value in ("1", "true", "yes", "on")
 
 
+def _viewers_interval(name: str, raw: str) -> int:
+    value = _int_in(0, 600_000)(name, raw)
+    if 0 < value < 50:
+        raise SettingsError(f"{name} must be 0 (counting off) or from 50 to 600000 milliseconds, got {value}")
+    return value
+
+
 _PARSERS = {
     "DATABASE_URL": _database_url,
     "BROADCAST_URL": _broadcast_url,
@@ -208,7 +215,7 @@ _PARSERS = {
     "MAX_PENDING": _int_in(1, 1_000_000),
     "EVENT_RETENTION": _int_in(1, 10 * 365 * 86400),
     "CONFIRM_TIMEOUT": _positive_number,
-    "VIEWERS_INTERVAL_MS": _int_in(50, 600_000),
+    "VIEWERS_INTERVAL_MS": _viewers_interval,
     "DEADLINE_MAX_SLEEP": _positive_number,
     "GAP_FILL_WAIT_MS": _int_in(0, 60_000),
     "MAX_REPLAY_EVENTS": _int_in(1, 1_000_000),

@@ -59,6 +59,8 @@ class ViewerCounter:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
+        if self.interval <= 0:
+            return  # counting off: no reports, no frames; joins see this instance's count only
         self._tasks = [asyncio.create_task(self._report_loop()), asyncio.create_task(self._listen_loop())]
 
     async def stop(self) -> None:
