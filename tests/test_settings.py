@@ -115,6 +115,10 @@ BAD_VALUES = [
     ("LOGIN_RATE_LIMIT", "10 per minute"),
     ("LOGIN_RATE_LIMIT", "0/60s"),
     ("SESSION_COOKIE_SECURE", "maybe"),
+    ("CONFIRM_TIMEOUT", "soon"),
+    ("DEADLINE_MAX_SLEEP", "0"),
+    ("VIEWERS_INTERVAL_MS", "10"),
+    ("WEBHOOK_ALLOW_PRIVATE", "perhaps"),
 ]
 
 
