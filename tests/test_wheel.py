@@ -191,7 +191,7 @@ async def test_installed_wheel_serves_every_page_from_an_empty_directory(install
                     usernames[match["participant2_id"]],
                     '<script src="/static/live.js"',
                 ],
-                "/login": ["Organizer login", 'name="csrf_token"'],
+                "/login": ["<h1>Log in</h1>", 'name="csrf_token"'],
             }
             assets: set[str] = set()
             for path, expected in pages.items():

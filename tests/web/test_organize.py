@@ -57,12 +57,32 @@ async def test_organize_without_a_session_redirects_to_login(client: httpx.Async
 
 
 async def test_login_with_the_right_password_opens_a_session(server: RunningServer, client: httpx.AsyncClient) -> None:
-    user = await server.factory.user()
-    response = await log_in(client, user.username)
+    t = await server.factory.tournament()
+    response = await log_in(client, t.organizer.username)
     assert response.status_code == 303 and response.headers["location"] == "/organize/"
     page = await follow(client, response)
-    assert page.status_code == 200 and f"Logged in as {user.username}." in page.text
+    assert page.status_code == 200 and f"Logged in as {t.organizer.username}." in page.text
     assert (await client.get("/login")).status_code == 303  # already logged in
+
+
+@pytest.mark.parametrize("role", ["organizer", "staff", "player", "new user"])
+async def test_login_lands_organizers_on_organize_and_everyone_else_on_me(
+    server: RunningServer, client: httpx.AsyncClient, role: str
+) -> None:
+    t = await server.factory.seeded(2)
+    user = {
+        "organizer": t.organizer,
+        "staff": await server.factory.user(staff=True),
+        "player": t.players[0],
+        "new user": await server.factory.user(),
+    }[role]
+    home = "/organize/" if role in ("organizer", "staff") else "/me"
+    response = await log_in(client, user.username)
+    assert response.status_code == 303 and response.headers["location"] == home
+    page = await follow(client, response)
+    assert page.status_code == 200 and f"Logged in as {user.username}." in page.text
+    again = await client.get("/login")  # already logged in: straight to the same place
+    assert again.status_code == 303 and again.headers["location"] == home
 
 
 async def test_login_with_a_wrong_password_opens_no_session(server: RunningServer, client: httpx.AsyncClient) -> None:
@@ -141,6 +161,23 @@ async def test_create_a_listed_tournament(server: RunningServer, client: httpx.A
     await post_form(client, "/organize/tournaments", {"name": "Open Cup", "public": "y"})
     assert "Open Cup" in (await client.get("/")).text
     assert "Open Cup" in (await client.get("/organize/")).text
+
+
+async def test_create_a_best_of_three_tournament(server: RunningServer, client: httpx.AsyncClient) -> None:
+    user = await server.factory.user()
+    await log_in(client, user.username)
+    page = await follow(client, await post_form(client, "/organize/tournaments", {"name": "Bo3 Cup", "best_of": "3"}))
+    assert "best of 3" in page.text
+    (row,) = await tournaments.list_tournaments(server.realtime.db, user)
+    assert row.best_of == 3
+    await refused_changes_nothing(
+        server,
+        client,
+        "/organize/tournaments",
+        {"name": "Bo2 Cup", "best_of": "2"},
+        400,
+        "best_of must be one of 1, 3, 5, 7, got 2",
+    )
 
 
 async def test_create_a_tournament_refused(server: RunningServer, client: httpx.AsyncClient) -> None:
@@ -335,6 +372,78 @@ async def test_resolve_a_dispute_and_refuse_resolving_it_twice(
     await refused_changes_nothing(server, client, path, {"resolution": ""}, 400, "describe how the dispute")
     await refused_changes_nothing(
         server, client, "/organize/disputes/999/resolve", {"resolution": "x"}, 404, "dispute 999 does not exist"
+    )
+
+
+async def live_dispute(server: RunningServer, client: httpx.AsyncClient) -> tuple[Tournament, Any, Any]:
+    """A logged-in organizer, a live first-round match and its participant 2's open dispute."""
+    t = await logged_in_organizer(server, client)
+    match = await first_match(server, t)
+    db, publisher = server.realtime.db, server.realtime.publisher
+    await matches.start_match(db, publisher, t.organizer, match.id)
+    reporter = next(p for p in t.players if p.user_id == match.participant2_id)
+    dispute = await disputes.report_dispute(db, publisher, reporter, match.id, "he reported a win he did not have")
+    return t, match, dispute
+
+
+async def test_resolve_a_dispute_with_the_final_score(server: RunningServer, client: httpx.AsyncClient) -> None:
+    t, match, dispute = await live_dispute(server, client)
+    manage = await client.get(f"/organize/tournaments/{t.id}")
+    form = manage.text[manage.text.index(f'id="dispute-{dispute.id}"') :]
+    form = form[: form.index("</form>")]
+    assert 'name="participant1_score"' in form and 'name="participant2_score"' in form  # live: a final score
+    assert 'id="dispute-count"' in manage.text and "1 open dispute<" in manage.text
+    assert f'id="match-{match.id}" class="status-live disputed"' in manage.text  # the row stands out
+
+    path = f"/organize/disputes/{dispute.id}/resolve"
+    data = {"resolution": "the replay shows 0-1", "participant1_score": "0", "participant2_score": "1"}
+    page = await follow(client, await post_form(client, path, data))
+    assert f"Dispute {dispute.id} resolved: match {match.id} completed 0\u20131." in page.text
+    done = await server.factory.match(match.id)
+    assert (done.status, done.winner_id, done.participant1_score, done.participant2_score) == (
+        "completed",
+        match.participant2_id,
+        0,
+        1,
+    )
+    following = await server.factory.match(match.next_match_id)
+    assert match.participant2_id in (following.participant1_id, following.participant2_id)  # advanced
+
+
+@pytest.mark.parametrize(
+    "scores,reason",
+    [
+        (("1", "1"), "a result must decide the match"),
+        (("2", "0"), "the winner has exactly 1"),
+        (("1", ""), "give both participant1_score and participant2_score, or neither"),
+        (("x", "0"), "Player 1 score: Not a valid integer value"),
+        (("-1", "1"), "participant1_score must be an integer from 0"),
+    ],
+)
+async def test_resolve_with_a_wrong_score_is_refused_and_changes_nothing(
+    server: RunningServer, client: httpx.AsyncClient, scores: tuple[str, str], reason: str
+) -> None:
+    _, _, dispute = await live_dispute(server, client)
+    data = {"resolution": "replayed", "participant1_score": scores[0], "participant2_score": scores[1]}
+    response = await refused_changes_nothing(
+        server, client, f"/organize/disputes/{dispute.id}/resolve", data, 400, reason
+    )
+    assert f'id="dispute-{dispute.id}"' in response.text  # the form again, to correct it
+
+
+async def test_resolve_with_a_score_once_the_match_is_over_is_refused(
+    server: RunningServer, client: httpx.AsyncClient
+) -> None:
+    t, match, dispute = await live_dispute(server, client)
+    await matches.complete_match(
+        server.realtime.db, server.realtime.publisher, t.organizer, match.id, match.participant1_id
+    )
+    manage = await client.get(f"/organize/tournaments/{t.id}")
+    form = manage.text[manage.text.index(f'id="dispute-{dispute.id}"') :]
+    assert 'name="participant1_score"' not in form[: form.index("</form>")]  # no final score to set any more
+    data = {"resolution": "too late", "participant1_score": "1", "participant2_score": "0"}
+    await refused_changes_nothing(
+        server, client, f"/organize/disputes/{dispute.id}/resolve", data, 409, "only a live match takes a final score"
     )
 
 

@@ -52,6 +52,7 @@ class LoginForm(CSRFForm):
 class TournamentForm(CSRFForm):
     name = StringField("Name", [InputRequired("give the tournament a name")])
     public = BooleanField("Listed publicly", default=True)
+    best_of = IntegerField("Best of", [Optional()], default=1)  # the service says which are allowed
 
 
 class RegisterForm(CSRFForm):
@@ -74,6 +75,9 @@ class CompleteForm(CSRFForm):
 
 class ResolveForm(CSRFForm):
     resolution = StringField("Resolution", [InputRequired("describe how the dispute was resolved")])
+    # Both or neither (the service says so): with both, the match completes with this result.
+    participant1_score = IntegerField("Player 1 score", [Optional()])
+    participant2_score = IntegerField("Player 2 score", [Optional()])
 
 
 def csrf_secret(request: Request) -> bytes:

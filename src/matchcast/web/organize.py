@@ -1,9 +1,11 @@
-"""Organizer pages: log in and out, and the forms that run a tournament.
+"""Log in and out (every user: organizers land on /organize/, players on /me), and the
+organizer's forms that run a tournament.
 
-Every action goes through the same services as the JSON API, with the hub as publisher, so
-spectators see it live. Order of checks: a session (else 303 to /login), a valid CSRF token
-(else 403, nothing done), then the service, which checks existence, rights and state. A refused
-action renders the page again with the reason and the matching status; nothing changed.
+Every action goes through the same services as the JSON API, with the services' publisher
+(`rt.publisher`: the hub, through the confirmation deadlines), so everyone sees it live. Order
+of checks: a session (else 303 to /login), a valid CSRF token (else 403, nothing done), then the
+service, which checks existence, rights and state. A refused action renders the page again with
+the reason and the matching status; nothing changed.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from starlette.routing import BaseRoute, Route
 from wtforms import Form
 
 from matchcast import errors
+from matchcast.db.database import Database
 from matchcast.db.tables import disputes as disputes_table
+from matchcast.db.tables import tournaments as tournaments_table
 from matchcast.ids import ID, path_id
 from matchcast.services import brackets, disputes, matches, snapshots, tournaments, users
 from matchcast.services.actors import Actor, is_organizer
 from matchcast.web import forms, throttle
-from matchcast.web.pages import bracket_columns
+from matchcast.web.pages import bracket_columns, live_token
 from matchcast.web.session import current_actor, flash, log_in, log_out
 from matchcast.web.templating import STATUS, error_page, render
 from matchcast.web.throttle import too_many
@@ -46,9 +50,19 @@ def csrf_refused(request: Request) -> Response:
 # -- log in, log out --------------------------------------------------------------------------
 
 
+async def home_of(db: Database, actor: Actor) -> str:
+    """Where a user lands after logging in: organizers (staff, or organizing any tournament) on
+    /organize/, players on their own page /me."""
+    if actor.is_staff:
+        return "/organize/"
+    query = sa.select(tournaments_table.c.id).where(tournaments_table.c.organizer_id == actor.user_id).limit(1)
+    return "/organize/" if await db.fetch_val(query) is not None else "/me"
+
+
 async def login_page(request: Request) -> Response:
-    if await current_actor(request) is not None:
-        return see_other("/organize/")
+    actor = await current_actor(request)
+    if actor is not None:
+        return see_other(await home_of(request.app.state.realtime.db, actor))
     return render(request, "login.html", {"username": ""})
 
 
@@ -69,9 +83,10 @@ async def login(request: Request) -> Response:
         return render(
             request, "login.html", {"username": form.username.data, "error": "wrong username or password"}, 401
         )
-    log_in(request, Actor(user.id, user.username, bool(user.is_staff)))
+    actor = Actor(user.id, user.username, bool(user.is_staff))
+    log_in(request, actor)
     flash(request, f"Logged in as {user.username}.")
-    return see_other("/organize/")
+    return see_other(await home_of(request.app.state.realtime.db, actor))
 
 
 async def logout(request: Request) -> Response:
@@ -109,11 +124,14 @@ async def manage_page(
         )
     state = await snapshots.tournament_snapshot(db, tournament_id)
     columns = bracket_columns(state)
+    players = await tournaments.registered_players(db, tournament_id)
     context = {
         "t": state,
-        "players": await tournaments.registered_players(db, tournament_id),
+        "players": players,
         "round_names": {n + 1: column["name"] for n, column in enumerate(columns)},
         "open_disputes": [(m, d) for m in state["matches"] for d in m["disputes"]],
+        "names": {p.id: p.username for p in players},
+        "token": live_token(request, actor),
         "limits": (brackets.MIN_PLAYERS, brackets.MAX_PLAYERS),
         "error": error.message if error else None,
     }
@@ -149,7 +167,8 @@ async def create_tournament(request: Request) -> Response:
                 return csrf_refused(request)
             raise errors.invalid(forms.first_error(form))
         db = request.app.state.realtime.db
-        tournament_id = await tournaments.create_tournament(db, actor, form.name.data, bool(form.public.data))
+        best_of = 1 if form.best_of.data is None else form.best_of.data
+        tournament_id = await tournaments.create_tournament(db, actor, form.name.data, bool(form.public.data), best_of)
     except errors.DomainError as exc:
         return await index_page(request, actor, exc.message, STATUS.get(exc.code, 400))
     flash(request, f"Tournament {form.name.data.strip()!r} created: register its players, then seed the bracket.")
@@ -226,39 +245,45 @@ async def register_new(request: Request, rt: Any, actor: Actor, form: Any) -> tu
 
 async def seed(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[str, str]:
     tournament_id = path_id(request)
-    await tournaments.seed_bracket(rt.db, rt.hub, actor, tournament_id)
+    await tournaments.seed_bracket(rt.db, rt.publisher, actor, tournament_id)
     return "Bracket seeded: the first round is scheduled.", manage_url(tournament_id, "matches")
 
 
 async def start(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[str, str]:
-    match = await matches.start_match(rt.db, rt.hub, actor, path_id(request))
+    match = await matches.start_match(rt.db, rt.publisher, actor, path_id(request))
     return f"Match {match.id} is live.", manage_url(match.tournament_id, f"match-{match.id}")
 
 
 async def score(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[str, str]:
     match = await matches.update_score(
-        rt.db, rt.hub, actor, path_id(request), form.participant1_score.data, form.participant2_score.data
+        rt.db, rt.publisher, actor, path_id(request), form.participant1_score.data, form.participant2_score.data
     )
     message = f"Match {match.id}: {match.participant1_score}\u2013{match.participant2_score}."
     return message, manage_url(match.tournament_id, f"match-{match.id}")
 
 
 async def complete(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[str, str]:
-    match = await matches.complete_match(rt.db, rt.hub, actor, path_id(request), form.winner_id.data)
+    match = await matches.complete_match(rt.db, rt.publisher, actor, path_id(request), form.winner_id.data)
     names = await users.usernames(rt.db, [match.winner_id])
     message = f"Match {match.id} completed: {names.get(match.winner_id, 'the winner')} advances."
     return message, manage_url(match.tournament_id, f"match-{match.id}")
 
 
 async def cancel(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[str, str]:
-    match = await matches.cancel_match(rt.db, rt.hub, actor, path_id(request))
+    match = await matches.cancel_match(rt.db, rt.publisher, actor, path_id(request))
     return f"Match {match.id} cancelled.", manage_url(match.tournament_id, f"match-{match.id}")
 
 
 async def resolve(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[str, str]:
-    dispute = await disputes.resolve_dispute(rt.db, rt.hub, actor, path_id(request), form.resolution.data)
+    score1, score2 = form.participant1_score.data, form.participant2_score.data
+    dispute = await disputes.resolve_dispute(
+        rt.db, rt.publisher, actor, path_id(request), form.resolution.data, score1, score2
+    )
     match = await matches.reload(rt.db, dispute.match_id)
-    return f"Dispute {dispute.id} resolved.", manage_url(match.tournament_id, "disputes")
+    if score1 is None:
+        return f"Dispute {dispute.id} resolved.", manage_url(match.tournament_id, "disputes")
+    message = f"Dispute {dispute.id} resolved: match {match.id} completed {score1}\u2013{score2}."
+    return message, manage_url(match.tournament_id, f"match-{match.id}")
 
 
 def routes() -> list[BaseRoute]:

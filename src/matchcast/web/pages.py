@@ -1,27 +1,36 @@
-"""Spectator pages: the tournament list, a tournament's bracket, one match. No login needed.
+"""Spectator pages: the tournament list, a tournament's bracket, one match; and a player's own page.
 
 Each page renders the room's snapshot on the server (right before any script runs, readable
 without JavaScript) and carries a token for `static/live.js`, which keeps it live over the
-room's WebSocket: a short-lived guest token, or a user token for a logged-in organizer.
+room's WebSocket: a short-lived guest token, or a user token for a logged-in user. A match's
+participants also get their controls (score, report, confirm, dispute), which act over that
+same socket, so the token of a logged-in viewer is always their own, never a guest's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from matchcast import errors
+from matchcast.db import tables
+from matchcast.db.database import Database
 from matchcast.ids import ID, path_id
 from matchcast.security import create_guest_token, create_user_token
 from matchcast.services import snapshots, tournaments
 from matchcast.services.actors import Actor
 from matchcast.services.brackets import round_name
+from matchcast.services.users import usernames
 from matchcast.web.session import current_actor
 from matchcast.web.templating import STATIC_DIR, error_page, render
+
+RECENT_COMPLETED = 10  # completed matches /me shows, newest first
+MAX_ROOMS = 20  # tournament rooms /me follows live (a player's running tournaments)
 
 
 def live_token(request: Request, viewer: Actor | None) -> str:
@@ -33,6 +42,15 @@ def live_token(request: Request, viewer: Actor | None) -> str:
 
 def may_manage(viewer: Actor | None, organizer_id: int) -> bool:
     return viewer is not None and (viewer.is_staff or viewer.user_id == organizer_id)
+
+
+def side_of(viewer: Actor | None, state: dict[str, Any]) -> int | None:
+    """1 or 2 when the viewer plays in the match (their controls are shown), else None."""
+    for n in (1, 2):
+        player = state[f"participant{n}"]
+        if viewer is not None and player is not None and player["id"] == viewer.user_id:
+            return n
+    return None
 
 
 def bracket_columns(state: dict[str, Any]) -> list[dict[str, Any]]:
@@ -85,13 +103,79 @@ async def match(request: Request) -> Response:
         "names": {p["id"]: p["name"] for p in (state["participant1"], state["participant2"]) if p},
         "token": live_token(request, viewer),
         "can_manage": may_manage(viewer, parent.organizer_id),
+        "side": side_of(viewer, state),
     }
     return render(request, "match.html", context)
+
+
+# -- a player's own page ------------------------------------------------------------------------
+
+
+async def my_matches(db: Database, user_id: int) -> list[dict[str, Any]]:
+    """The user's matches as the room snapshots show them, plus `tournament_name`: live, then
+    scheduled, then the most recently completed (byes and cancelled matches left out)."""
+    m = tables.matches
+    mine = sa.select(m).where(sa.or_(m.c.participant1_id == user_id, m.c.participant2_id == user_id))
+    mine = mine.where(m.c.is_bye.is_(False))
+    current = await db.fetch_all(
+        mine.where(m.c.status.in_(("live", "scheduled"))).order_by(m.c.status, m.c.tournament_id, m.c.round)
+    )  # "live" sorts before "scheduled"
+    done = await db.fetch_all(
+        mine.where(m.c.status == "completed").order_by(m.c.completed_at.desc(), m.c.id.desc()).limit(RECENT_COMPLETED)
+    )
+    return await match_views(db, [*current, *done])
+
+
+async def match_views(db: Database, rows: list[Any]) -> list[dict[str, Any]]:
+    d, r, t = tables.disputes, tables.reports, tables.tournaments
+    ids = [row.id for row in rows]
+    open_disputes = await db.fetch_all(d.select().where(d.c.match_id.in_(ids), d.c.status == "open").order_by(d.c.id))
+    pending = await db.fetch_all(r.select().where(r.c.match_id.in_(ids), r.c.status == "pending"))
+    parents = await db.fetch_all(
+        sa.select(t.c.id, t.c.name, t.c.best_of).where(t.c.id.in_({row.tournament_id for row in rows}))
+    )
+    names = await usernames(db, [i for row in rows for i in (row.participant1_id, row.participant2_id)])
+    parent_of = {p.id: p for p in parents}
+    report_of = {report.match_id: report for report in pending}
+    views = []
+    for row in rows:
+        parent = parent_of[row.tournament_id]
+        own = [x for x in open_disputes if x.match_id == row.id]
+        view = snapshots.match_view(row, names, own, report_of.get(row.id), parent.best_of)
+        views.append({**view, "tournament_name": parent.name})
+    return views
+
+
+async def followed_tournaments(db: Database, user_id: int, shown: list[dict[str, Any]]) -> list[int]:
+    """The rooms /me follows: the user's tournaments that are not over (new matches appear there)."""
+    t, reg = tables.tournaments, tables.registrations
+    registered = await db.fetch_all(
+        sa.select(t.c.id)
+        .join(reg, reg.c.tournament_id == t.c.id)
+        .where(reg.c.user_id == user_id, t.c.status != "completed")
+    )
+    ids = {row.id for row in registered} | {m["tournament_id"] for m in shown if m["status"] != "completed"}
+    return sorted(ids, reverse=True)[:MAX_ROOMS]
+
+
+async def me(request: Request) -> Response:
+    viewer = await current_actor(request)
+    if viewer is None:
+        return RedirectResponse("/login", status_code=303)
+    db = request.app.state.realtime.db
+    rows = await my_matches(db, viewer.user_id)
+    context = {
+        "rows": rows,
+        "rooms": await followed_tournaments(db, viewer.user_id, rows),
+        "token": live_token(request, viewer),
+    }
+    return render(request, "me.html", context)
 
 
 def routes() -> list[BaseRoute]:
     return [
         Route("/", index, methods=["GET"]),
+        Route("/me", me, methods=["GET"]),
         Route(f"/tournaments/{ID}", tournament, methods=["GET"]),
         Route(f"/matches/{ID}", match, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
