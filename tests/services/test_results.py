@@ -257,3 +257,17 @@ async def test_resolving_without_scores_leaves_the_match_live(
     assert (await factory.match(match.id)).status == matches.LIVE
     [reported] = await results.report_result(db, publisher, b, match.id, 0, 1, TIMEOUT)  # the flow resumes
     assert reported.type == "result_reported"
+
+
+async def test_completing_a_match_closes_its_other_open_disputes(
+    db: Database, factory: Factory, publisher: DiscardingPublisher
+) -> None:
+    t, match, a, b = await live(factory)
+    first = await report_dispute(db, publisher, a, match.id, "they paused the game")
+    second = await report_dispute(db, publisher, b, match.id, "they used a bug")
+    start = len(publisher.published)
+    await resolve_dispute(db, publisher, t.organizer, first.id, "B wins the replay", 0, 1)
+    assert types(publisher, start)[:3] == ["dispute_resolved", "dispute_resolved", "match_completed"]
+    closed = assert_event(publisher.published[start + 1], "dispute_resolved", t.id, match.id)
+    assert (closed["dispute_id"], closed["resolved_by_id"]) == (second.id, t.organizer.user_id)
+    assert (await match_snapshot(db, match.id))["disputes"] == []

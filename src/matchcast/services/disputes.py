@@ -84,6 +84,6 @@ async def resolve_dispute(
         )
         dispute = await db.fetch_one(disputes.select().where(disputes.c.id == dispute.id))
         if score1 is not None:
-            match, completion = await finish_match(db, match, winner, scores)
+            match, completion = await finish_match(db, match, winner, scores, actor.user_id if actor else None)
     await publisher.publish([events.dispute_resolved(dispute, match), *completion])
     return dispute

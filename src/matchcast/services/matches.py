@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from matchcast import errors
 from matchcast.db.compiled import Prepared
 from matchcast.db.database import Database, utcnow
-from matchcast.db.tables import matches, reports, tournaments
+from matchcast.db.tables import disputes, matches, reports, tournaments
 from matchcast.protocol import MAX_SCORE, SPECTATOR, Event, is_int
 from matchcast.services import events
 from matchcast.services.actors import Actor, match_role, require_organizer
@@ -183,22 +183,27 @@ async def complete_match(
         if match.status != LIVE:
             raise errors.invalid_state(f"match {match.id} is {match.status}; only a live match can be completed")
         winner = decide_winner(match, winner_id)
-        match, published = await finish_match(db, match, winner)
+        match, published = await finish_match(db, match, winner, by=actor.user_id if actor else None)
     await publisher.publish(published)
     return match
 
 
-async def finish_match(db: Database, match: Any, winner_id: int, scores: tuple[int, int] | None = None) -> Any:
+async def finish_match(
+    db: Database, match: Any, winner_id: int, scores: tuple[int, int] | None = None, by: int | None = None
+) -> Any:
     """Complete a live match inside the caller's transaction, with `scores` if given: the pending
-    report (if any) is set aside, the winner advances. Returns the match and the events, in order."""
+    report (if any) is set aside, open disputes are closed (the ruling is made: by `by`), the
+    winner advances. Returns the match and the events, in order."""
     now = utcnow()
     values: dict[str, Any] = {"status": COMPLETED, "winner_id": winner_id, "completed_at": now, "updated_at": now}
     if scores is not None:
         values.update(participant1_score=scores[0], participant2_score=scores[1], sequence=matches.c.sequence + 1)
     await db.execute(matches.update().where(matches.c.id == match.id).values(**values))
     await set_aside_pending_report(db, match.id)
+    closed = await _close_open_disputes(db, match.id, by)
     match = await reload(db, match.id)
-    published = [events.match_completed(match), *await advance_winner(db, match)]
+    published = [*(events.dispute_resolved(d, match) for d in closed)]
+    published += [events.match_completed(match), *await advance_winner(db, match)]
     published.append(events.bracket_updated(match.tournament_id, await bracket(db, match.tournament_id)))
     return match, published
 
@@ -219,6 +224,20 @@ async def cancel_match(db: Database, publisher: Publisher, actor: Actor | None, 
         update = events.bracket_updated(match.tournament_id, await bracket(db, match.tournament_id))
     await publisher.publish([events.match_cancelled(match), update])
     return match
+
+
+async def _close_open_disputes(db: Database, match_id: int, by: int | None) -> list[Any]:
+    open_ones = disputes.select().where(disputes.c.match_id == match_id, disputes.c.status == "open")
+    rows = await db.fetch_all(open_ones)
+    if rows:
+        await db.execute(
+            disputes.update()
+            .where(disputes.c.id.in_([row.id for row in rows]))
+            .values(
+                status="resolved", resolution="closed: the match was completed", resolved_by_id=by, resolved_at=utcnow()
+            )
+        )
+    return [await db.fetch_one(disputes.select().where(disputes.c.id == row.id)) for row in rows]
 
 
 async def set_aside_pending_report(db: Database, match_id: int) -> None:
