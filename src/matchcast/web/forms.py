@@ -73,6 +73,12 @@ class CompleteForm(CSRFForm):
     winner_id = IntegerField("Winner", [Optional()])  # empty: the scores decide
 
 
+class WebhookForm(CSRFForm):
+    url = StringField("URL", [InputRequired("enter the URL to POST the events to")])
+    # Event types, comma-separated; empty: every event of the tournament.
+    events = StringField("Events", [Optional()])
+
+
 class ResolveForm(CSRFForm):
     resolution = StringField("Resolution", [InputRequired("describe how the dispute was resolved")])
     # Both or neither (the service says so): with both, the match completes with this result.

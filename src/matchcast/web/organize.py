@@ -23,8 +23,10 @@ from matchcast import errors
 from matchcast.db.database import Database
 from matchcast.db.tables import disputes as disputes_table
 from matchcast.db.tables import tournaments as tournaments_table
+from matchcast.db.tables import webhooks as webhooks_table
 from matchcast.ids import ID, path_id
-from matchcast.services import brackets, disputes, matches, snapshots, tournaments, users
+from matchcast.protocol import EVENT_TYPES
+from matchcast.services import brackets, disputes, matches, snapshots, tournaments, users, webhooks
 from matchcast.services.actors import Actor, is_organizer
 from matchcast.web import forms, throttle
 from matchcast.web.pages import bracket_columns, live_token
@@ -132,6 +134,8 @@ async def manage_page(
         "open_disputes": [(m, d) for m in state["matches"] for d in m["disputes"]],
         "names": {p.id: p.username for p in players},
         "token": live_token(request, actor),
+        "webhooks": await webhooks.list_webhooks(db, actor, tournament_id),
+        "event_types": sorted(EVENT_TYPES),
         "limits": (brackets.MIN_PLAYERS, brackets.MAX_PLAYERS),
         "error": error.message if error else None,
     }
@@ -286,6 +290,29 @@ async def resolve(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[s
     return message, manage_url(match.tournament_id, f"match-{match.id}")
 
 
+async def add_webhook(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[str, str]:
+    tournament_id = path_id(request)
+    listed = [part.strip() for part in (form.events.data or "").split(",") if part.strip()]
+    created = await webhooks.create_webhook(
+        rt.db, actor, tournament_id, form.url.data.strip(), listed or None, rt.settings.webhook_allow_private
+    )
+    # The secret is shown this once: the receiver needs it to check signatures.
+    message = f"Webhook {created['id']} added. Its signing secret (shown once, keep it): {created['secret']}"
+    return message, manage_url(tournament_id, "webhooks")
+
+
+async def remove_webhook(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[str, str]:
+    tournament_id = await of_webhook(request, rt)
+    await webhooks.delete_webhook(rt.db, actor, path_id(request))
+    return "Webhook removed.", manage_url(tournament_id or 0, "webhooks")
+
+
+async def of_webhook(request: Request, rt: Any) -> int | None:
+    query = sa.select(webhooks_table.c.tournament_id).where(webhooks_table.c.id == path_id(request))
+    value = await rt.db.fetch_val(query)
+    return None if value is None else int(value)
+
+
 def routes() -> list[BaseRoute]:
     post = ["POST"]
     return [
@@ -311,4 +338,8 @@ def routes() -> list[BaseRoute]:
         Route(f"/organize/matches/{ID}/complete", action(forms.CompleteForm, complete, of_match), methods=post),
         Route(f"/organize/matches/{ID}/cancel", action(forms.CSRFForm, cancel, of_match), methods=post),
         Route(f"/organize/disputes/{ID}/resolve", action(forms.ResolveForm, resolve, of_dispute), methods=post),
+        Route(
+            f"/organize/tournaments/{ID}/webhooks", action(forms.WebhookForm, add_webhook, in_tournament), methods=post
+        ),
+        Route(f"/organize/webhooks/{ID}/remove", action(forms.CSRFForm, remove_webhook, of_webhook), methods=post),
     ]
