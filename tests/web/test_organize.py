@@ -431,19 +431,16 @@ async def test_resolve_with_a_wrong_score_is_refused_and_changes_nothing(
     assert f'id="dispute-{dispute.id}"' in response.text  # the form again, to correct it
 
 
-async def test_resolve_with_a_score_once_the_match_is_over_is_refused(
-    server: RunningServer, client: httpx.AsyncClient
-) -> None:
+async def test_completing_the_match_closes_its_dispute(server: RunningServer, client: httpx.AsyncClient) -> None:
     t, match, dispute = await live_dispute(server, client)
     await matches.complete_match(
         server.realtime.db, server.realtime.publisher, t.organizer, match.id, match.participant1_id
     )
     manage = await client.get(f"/organize/tournaments/{t.id}")
-    form = manage.text[manage.text.index(f'id="dispute-{dispute.id}"') :]
-    assert 'name="participant1_score"' not in form[: form.index("</form>")]  # no final score to set any more
+    assert f'id="dispute-{dispute.id}"' not in manage.text  # the organizer's completion was the ruling
     data = {"resolution": "too late", "participant1_score": "1", "participant2_score": "0"}
     await refused_changes_nothing(
-        server, client, f"/organize/disputes/{dispute.id}/resolve", data, 409, "only a live match takes a final score"
+        server, client, f"/organize/disputes/{dispute.id}/resolve", data, 409, "is already resolved"
     )
 
 
