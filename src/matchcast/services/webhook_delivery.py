@@ -36,7 +36,7 @@ from matchcast.services.publisher import Publisher
 from matchcast.services.webhooks import check_address
 
 log = logging.getLogger("matchcast.webhooks")
-LEASE = timedelta(seconds=60)
+LEASE = timedelta(seconds=30)  # renewed every step; a step takes at most the 10 s timeout
 BATCH = 50
 BACKOFF_MAX = 600.0
 DISABLE_AFTER = timedelta(hours=24)
@@ -92,6 +92,12 @@ class WebhookDispatcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._http is not None:
             await self._http.aclose()
+        # Hand our webhooks over now rather than when the leases run out (a restart, a deploy).
+        release = webhooks.update().where(webhooks.c.lease_owner == self.owner)
+        try:
+            await self.db.execute(release.values(lease_owner=None, lease_until=None))
+        except Exception as exc:  # the database is down: the leases run out by themselves
+            log.warning("could not release webhook leases at shutdown: %s", exc)
 
     async def _run(self) -> None:
         while True:
