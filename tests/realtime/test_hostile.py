@@ -18,8 +18,10 @@ from tests.support.server import RunningServer
 async def test_resuming_clients_that_never_read_hold_no_database_connection(server: RunningServer) -> None:
     t, match = await server.factory.live_match()
     reporter = next(p for p in t.players if p.user_id == match.participant1_id)
-    for n in range(40):  # a log worth replaying
-        await disputes.report_dispute(server.realtime.db, server.realtime.hub, reporter, match.id, "z" * 400 + str(n))
+    db, hub = server.realtime.db, server.realtime.hub
+    for n in range(20):  # a log worth replaying: 40 events of some size
+        dispute = await disputes.report_dispute(db, hub, reporter, match.id, "z" * 400 + str(n))
+        await disputes.resolve_dispute(db, hub, t.organizer, dispute.id, "y" * 400)
     stalled = []
     try:
         for _ in range(12):  # more than the PostgreSQL pool holds
