@@ -1,4 +1,4 @@
-// matchcast live client: keeps a spectator page in step with its WebSocket room.
+// matchcast live client: keeps a spectator page (or the streaming overlay) in step with its WebSocket room.
 //
 // The page is rendered on the server; this script connects with the token the page carries,
 // answers pings, applies events in id order (a jump in ids means something was missed, so it
@@ -332,9 +332,10 @@
       el("div", "versus", [el("span", "match-status", [statusLabel(m)])]),
       el("div", "side side-2" + sideClass(m, 2), [el("span", "name", [playerName(m, 2)]), el("span", "score", [score(m, 2, "–")])])
     );
+    var list = document.getElementById("disputes");
+    if (!list) return; // the streaming overlay shows the scoreboard only
     var names = {};
     [m.participant1, m.participant2].forEach(function (p) { if (p) names[p.id] = String(p.name); });
-    var list = document.getElementById("disputes");
     var items = (m.disputes || []).map(function (d) {
       var item = el("li", "", [
         el("span", "reason", [String(d.reason)]), " ",

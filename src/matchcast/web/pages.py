@@ -1,4 +1,5 @@
-"""Spectator pages: the tournament list, a tournament's bracket, one match. No login needed.
+"""Spectator pages: the tournament list, a tournament's bracket, one match, a match's streaming
+overlay. No login needed.
 
 Each page renders the room's snapshot on the server (right before any script runs, readable
 without JavaScript) and carries a token for `static/live.js`, which keeps it live over the
@@ -7,6 +8,7 @@ room's WebSocket: a short-lived guest token, or a user token for a logged-in org
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -18,7 +20,7 @@ from matchcast import errors
 from matchcast.ids import ID, path_id
 from matchcast.security import create_guest_token, create_user_token
 from matchcast.services import snapshots, tournaments
-from matchcast.services.actors import Actor
+from matchcast.services.actors import Actor, may_watch
 from matchcast.services.brackets import round_name
 from matchcast.web.session import current_actor
 from matchcast.web.templating import STATIC_DIR, error_page, render
@@ -89,10 +91,43 @@ async def match(request: Request) -> Response:
     return render(request, "match.html", context)
 
 
+THEMES = ("dark", "light")
+SCALES = (0.5, 3.0)
+SCALE = re.compile(r"[0-9]{1,2}(\.[0-9]{1,3})?")
+
+
+def overlay_options(request: Request) -> tuple[str, float]:
+    """?theme= and ?scale=, checked: a typo in an OBS source should say so, not render oddly."""
+    theme = request.query_params.get("theme", THEMES[0])
+    if theme not in THEMES:
+        raise errors.invalid(f"theme must be dark or light, got {theme[:20]!r}")
+    raw = request.query_params.get("scale", "1")
+    low, high = SCALES
+    if not SCALE.fullmatch(raw) or not low <= float(raw) <= high:
+        raise errors.invalid(f"scale must be a number from {low:g} to {high:g} (like 1.5), got {raw[:20]!r}")
+    return theme, float(raw)
+
+
+async def overlay(request: Request) -> Response:
+    """The streaming overlay of a match (an OBS browser source): names, score and status, live."""
+    rt = request.app.state.realtime
+    viewer = await current_actor(request)
+    try:
+        state = await snapshots.match_snapshot(rt.db, path_id(request))
+        if not await may_watch(rt.db, viewer, await tournaments.get_tournament(rt.db, state["tournament_id"])):
+            raise errors.not_found("no such match (a private tournament's overlays are for its organizer and players)")
+        theme, scale = overlay_options(request)
+    except errors.DomainError as exc:
+        return error_page(request, exc)
+    context = {"m": state, "token": live_token(request, viewer), "theme": theme, "scale": f"{scale:g}"}
+    return render(request, "overlay.html", context)
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/", index, methods=["GET"]),
         Route(f"/tournaments/{ID}", tournament, methods=["GET"]),
         Route(f"/matches/{ID}", match, methods=["GET"]),
+        Route(f"/overlay/matches/{ID}", overlay, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
