@@ -1,4 +1,4 @@
-// matchcast live client: keeps a page in step with its WebSocket rooms.
+// matchcast live client: keeps a page (or the streaming overlay) in step with its WebSocket rooms.
 //
 // Every page is rendered on the server; this script connects to the page's rooms with the token
 // the page carries, answers pings, applies events in id order (a jump in ids means something was
@@ -460,7 +460,8 @@
       el("div", "versus", [el("span", "match-status", [statusLabel(m)])]),
       el("div", "side side-2" + sideClass(m, 2), [el("span", "name", [playerName(m, 2)]), el("span", "score", [score(m, 2, "–")])])
     );
-    var result = byId("result");
+    var result = document.getElementById("result");
+    if (!result) return; // the streaming overlay shows the scoreboard only
     result.replaceChildren.apply(result, resultLine(m));
     var list = byId("disputes");
     var items = (m.disputes || []).map(function (d) {

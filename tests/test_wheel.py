@@ -191,6 +191,10 @@ async def test_installed_wheel_serves_every_page_from_an_empty_directory(install
                     usernames[match["participant2_id"]],
                     '<script src="/static/live.js"',
                 ],
+                f"/overlay/matches/{match['id']}?theme=light": [
+                    usernames[match["participant1_id"]],
+                    '<script src="/static/overlay.js"',
+                ],
                 "/login": ["<h1>Log in</h1>", 'name="csrf_token"'],
             }
             assets: set[str] = set()
@@ -203,7 +207,7 @@ async def test_installed_wheel_serves_every_page_from_an_empty_directory(install
                 for text in expected:
                     assert text in page.text, f"{path}: {text!r} not in the page"
                 assets.update(re.findall(r'(?:href|src)="(/static/[^"]+)"', page.text))
-            assert {"/static/live.js", "/static/style.css"} <= assets  # what base.html and the pages link
+            assert {"/static/live.js", "/static/style.css", "/static/overlay.css"} <= assets  # what the pages link
 
             types = {".js": "javascript", ".css": "text/css"}
             for asset in sorted(assets):

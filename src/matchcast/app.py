@@ -27,7 +27,7 @@ from matchcast.services import freshness
 from matchcast.services.deadlines import DeadlineTimer
 from matchcast.services.webhook_delivery import WebhookDispatcher
 from matchcast.settings import Settings
-from matchcast.web import api, organize, pages, session, sockets
+from matchcast.web import api, organize, pages, session, sockets, sse
 from matchcast.web.handshake import RequestHeadLimit
 from matchcast.web.sockets import Realtime
 from matchcast.web.throttle import LoginThrottle
@@ -90,7 +90,7 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
         Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY),  # streamed: 413 past it
         *session.middleware(settings),
     ]
-    routes = [*sockets.routes(), *api.routes, *pages.routes(), *organize.routes()]
+    routes = [*sockets.routes(), *sse.routes, *api.routes, *pages.routes(), *organize.routes()]
     handlers: dict[Any, Any] = dict.fromkeys(DATABASE_DOWN, database_unavailable)
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=handlers)
     app.state.realtime = Realtime(settings=settings, db=db, hub=hub, metrics=metrics, publisher=deadlines)

@@ -7,6 +7,7 @@ an event is turned into its JSON text once per room, and that same text is sent 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,43 @@ def encode_pong(timestamp: int) -> str:
 
 def encode_error(code: str, message: str) -> str:
     return encode({"type": "error", "data": {"code": code, "message": message}})
+
+
+# Server-sent events (`/sse/...`): the same frames, as text/event-stream messages.
+SSE_HEARTBEAT = ": ping\n\n"  # a comment line: keeps proxies from timing the stream out
+_EVENT_ID = ',"id":'
+_EVENT_DATA = ',"data":'
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_decoder = json.JSONDecoder()
+
+
+def sse_message(frame: str) -> str | None:
+    """The text/event-stream message of a frame, or None for frames readers do not get (pong, error).
+
+    An event frame is cut along the layout encode_event() gives it (`{"type":T,"id":N,"data":D}`),
+    so its data, which may be a whole bracket, is not parsed again. connection_established becomes
+    `event: state` with the snapshot plus `last_event_id` and `replay`; a ping, a comment line.
+    """
+    event_type, end = _decoder.raw_decode(frame, len('{"type":'))
+    if frame.startswith(_EVENT_ID, end):
+        data_at = frame.index(_EVENT_DATA, end)
+        return _sse(frame[end + len(_EVENT_ID) : data_at], event_type, frame[data_at + len(_EVENT_DATA) : -1])
+    if event_type == "ping":
+        return SSE_HEARTBEAT
+    if event_type == "connection_established":
+        welcome = json.loads(frame)["data"]
+        state = {**welcome["state"], "last_event_id": welcome["last_event_id"], "replay": welcome["replay"]}
+        return _sse(None, "state", encode(state))
+    return None
+
+
+def _sse(event_id: str | None, event_type: str, data: str) -> str:
+    # JSON text has no raw line breaks; were one ever stored, it must not end the data line
+    # (a forged "event:" could follow it), so it is split into data lines as the format says.
+    if "\n" in data or "\r" in data:
+        data = "\ndata: ".join(_LINE_BREAK.split(data))
+    head = "" if event_id is None else f"id: {event_id}\n"
+    return f"{head}event: {event_type}\ndata: {data}\n\n"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from matchcast.protocol import (
     encode_ping,
     encode_pong,
     parse_client_frame,
+    sse_message,
 )
 
 
@@ -219,3 +220,29 @@ def test_an_event_frame_embeds_its_stored_data() -> None:
     frame = encode_event("score_updated", 17, encode(data))
     assert json.loads(frame) == {"type": "score_updated", "id": 17, "data": data}
     assert " " not in encode({"a": 1, "b": [1, 2]})  # compact: bytes on every frame to every spectator
+
+
+# -- server-sent events ------------------------------------------------------------------------
+
+
+def test_an_event_frame_becomes_an_sse_message_with_the_same_data() -> None:
+    data = encode({"match_id": 1, "reason": "lag\nand more", "note": "line\u2028separator"})
+    message = sse_message(encode_event("dispute_created", 42, data))
+    assert message == f"id: 42\nevent: dispute_created\ndata: {data}\n\n"
+    assert message.count("\n") == 4  # the newline inside the reason stays escaped in the JSON
+
+
+def test_a_raw_line_break_in_stored_data_cannot_end_the_data_line() -> None:
+    forged = encode_event("score_updated", 3, '{"a":1}\n\nevent: match_completed\r\ndata: {}')
+    assert sse_message(forged) == (
+        'id: 3\nevent: score_updated\ndata: {"a":1}\ndata: \ndata: event: match_completed\ndata: data: {}\n\n'
+    )
+
+
+def test_control_frames_become_the_state_a_comment_or_nothing() -> None:
+    welcome = {"room": "match_1", "last_event_id": 7, "replay": "partial", "state": {"id": 1, "status": "live"}}
+    state = sse_message(encode({"type": "connection_established", "data": welcome}))
+    assert state == 'event: state\ndata: {"id":1,"status":"live","last_event_id":7,"replay":"partial"}\n\n'
+    assert sse_message(encode_ping(123)) == ": ping\n\n"
+    assert sse_message(encode_pong(5)) is None
+    assert sse_message(encode_error("forbidden", "no")) is None

@@ -70,9 +70,11 @@ class Factory:
             registered.append(player)
         return Tournament(tournament_id, organizer, registered)
 
-    async def seeded(self, players: int = 8, *, organizer: Actor | None = None, best_of: int = 1) -> Tournament:
+    async def seeded(
+        self, players: int = 8, *, organizer: Actor | None = None, best_of: int = 1, public: bool = True
+    ) -> Tournament:
         """A tournament with its bracket seeded: first-round matches scheduled, byes advanced."""
-        tournament = await self.tournament(players, organizer=organizer, best_of=best_of)
+        tournament = await self.tournament(players, organizer=organizer, best_of=best_of, public=public)
         tournament.match_ids = await tournaments.seed_bracket(
             self.db, self.publisher, tournament.organizer, tournament.id
         )

@@ -1,4 +1,4 @@
-"""Helpers of the page and form tests: CSRF tokens from rendered forms, logging in, posting forms."""
+"""Helpers of the page and form tests: CSRF and live tokens from rendered pages, logging in, posting forms."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import httpx
 from tests.support.factories import PASSWORD
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+TOKEN = re.compile(r'data-token="([^"]+)"')
 XSS = "<script>alert(1)</script>"
 XSS_ESCAPED = html.escape(XSS, quote=True)
 
@@ -19,6 +20,12 @@ def csrf_of(page: str) -> str:
     found = CSRF.search(page)
     assert found, "the page has no form with a CSRF token"
     return html.unescape(found.group(1))
+
+
+def live_token(page: str) -> str:
+    found = TOKEN.search(page)
+    assert found, "the page carries no token for live.js"
+    return found.group(1)
 
 
 async def log_in(client: httpx.AsyncClient, username: str, password: str = PASSWORD) -> httpx.Response:

@@ -11,15 +11,7 @@ from matchcast.security import verify_token
 from matchcast.services import disputes, matches, results, tournaments
 from tests.support.factories import Tournament
 from tests.support.server import RunningServer
-from tests.web.helpers import XSS, XSS_ESCAPED, log_in
-
-TOKEN = re.compile(r'data-token="([^"]+)"')
-
-
-def live_token(page: str) -> str:
-    found = TOKEN.search(page)
-    assert found, "the page carries no token for live.js"
-    return found.group(1)
+from tests.web.helpers import XSS, XSS_ESCAPED, live_token, log_in
 
 
 async def test_index_lists_public_tournaments_only(server: RunningServer, client: httpx.AsyncClient) -> None:

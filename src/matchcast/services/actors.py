@@ -41,15 +41,26 @@ async def tournament_role(db: Database, actor: Actor | None, tournament_id: int)
         return None
     if is_organizer(actor, row):
         return ORGANIZER
-    if actor is not None:
-        registered = await db.fetch_val(
-            sa.select(sa.func.count())
-            .select_from(registrations)
-            .where(registrations.c.tournament_id == tournament_id, registrations.c.user_id == actor.user_id)
-        )
-        if registered:
-            return PARTICIPANT
+    if actor is not None and await is_registered(db, actor.user_id, tournament_id):
+        return PARTICIPANT
     return SPECTATOR
+
+
+async def is_registered(db: Database, user_id: int, tournament_id: int) -> bool:
+    registered = await db.fetch_val(
+        sa.select(sa.func.count())
+        .select_from(registrations)
+        .where(registrations.c.tournament_id == tournament_id, registrations.c.user_id == user_id)
+    )
+    return bool(registered)
+
+
+async def may_watch(db: Database, actor: Actor | None, tournament: Any) -> bool:
+    """Whether `actor` may read the tournament and its matches: anyone when it is public, else
+    only its organizer, staff and its registered players (shared/spec/protocol.md)."""
+    if tournament.is_public or is_organizer(actor, tournament):
+        return True
+    return actor is not None and await is_registered(db, actor.user_id, tournament.id)
 
 
 def match_role(actor: Actor | None, match: Any, organizer_id: int) -> str:

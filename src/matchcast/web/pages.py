@@ -1,4 +1,5 @@
-"""Spectator pages: the tournament list, a tournament's bracket, one match; and a player's own page.
+"""Spectator pages: the tournament list, a tournament's bracket, one match, a match's streaming
+overlay; and a player's own page.
 
 Each page renders the room's snapshot on the server (right before any script runs, readable
 without JavaScript) and carries a token for `static/live.js`, which keeps it live over the
@@ -9,6 +10,7 @@ same socket, so the token of a logged-in viewer is always their own, never a gue
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,7 +25,7 @@ from matchcast.db.database import Database
 from matchcast.ids import ID, path_id
 from matchcast.security import create_guest_token, create_user_token
 from matchcast.services import snapshots, tournaments
-from matchcast.services.actors import Actor
+from matchcast.services.actors import Actor, may_watch
 from matchcast.services.brackets import round_name
 from matchcast.services.users import usernames
 from matchcast.web.session import current_actor
@@ -172,11 +174,44 @@ async def me(request: Request) -> Response:
     return render(request, "me.html", context)
 
 
+THEMES = ("dark", "light")
+SCALES = (0.5, 3.0)
+SCALE = re.compile(r"[0-9]{1,2}(\.[0-9]{1,3})?")
+
+
+def overlay_options(request: Request) -> tuple[str, float]:
+    """?theme= and ?scale=, checked: a typo in an OBS source should say so, not render oddly."""
+    theme = request.query_params.get("theme", THEMES[0])
+    if theme not in THEMES:
+        raise errors.invalid(f"theme must be dark or light, got {theme[:20]!r}")
+    raw = request.query_params.get("scale", "1")
+    low, high = SCALES
+    if not SCALE.fullmatch(raw) or not low <= float(raw) <= high:
+        raise errors.invalid(f"scale must be a number from {low:g} to {high:g} (like 1.5), got {raw[:20]!r}")
+    return theme, float(raw)
+
+
+async def overlay(request: Request) -> Response:
+    """The streaming overlay of a match (an OBS browser source): names, score and status, live."""
+    rt = request.app.state.realtime
+    viewer = await current_actor(request)
+    try:
+        state = await snapshots.match_snapshot(rt.db, path_id(request))
+        if not await may_watch(rt.db, viewer, await tournaments.get_tournament(rt.db, state["tournament_id"])):
+            raise errors.not_found("no such match (a private tournament's overlays are for its organizer and players)")
+        theme, scale = overlay_options(request)
+    except errors.DomainError as exc:
+        return error_page(request, exc)
+    context = {"m": state, "token": live_token(request, viewer), "theme": theme, "scale": f"{scale:g}"}
+    return render(request, "overlay.html", context)
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/", index, methods=["GET"]),
         Route("/me", me, methods=["GET"]),
         Route(f"/tournaments/{ID}", tournament, methods=["GET"]),
         Route(f"/matches/{ID}", match, methods=["GET"]),
+        Route(f"/overlay/matches/{ID}", overlay, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.endpoints import WebSocketEndpoint
+from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -73,17 +74,22 @@ def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
     return origin in (f"http://{host}", f"https://{host}")
 
 
-def bearer_token(websocket: WebSocket) -> str | None:
-    token = websocket.query_params.get("token")
+def bearer_token(connection: HTTPConnection) -> str | None:
+    """`?token=` (browsers cannot set headers on a WebSocket or an EventSource), else `Authorization: Bearer`."""
+    token = connection.query_params.get("token")
     if token:
         return token
-    header = websocket.headers.get("authorization", "")
+    header = connection.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def resume_point(websocket: WebSocket) -> int | None:
-    raw = websocket.query_params.get("last_event_id")
+def resume_point(connection: HTTPConnection) -> int | None:
+    return event_id(connection.query_params.get("last_event_id"))
+
+
+def event_id(raw: str | None) -> int | None:
+    """A client's last event id; anything but a plain decimal number means "no resume"."""
     if raw is None or not raw.isascii() or not raw.isdigit() or len(raw) > 15:
         return None
     return int(raw)
