@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -28,3 +29,17 @@ def cpu_times(pid: int) -> tuple[float, float]:
 def cpu_seconds(pid: int) -> float:
     """utime + stime of `pid` (the whole thread group), in seconds."""
     return sum(cpu_times(pid))
+
+
+def cpu_seconds_fine(pid: int) -> float:
+    """CPU seconds of `pid`'s live threads from their schedstat (nanoseconds, not 10 ms ticks).
+
+    For short quiet windows only: a thread that ends inside the window takes its time with it
+    (cpu_seconds() keeps it)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue  # the thread ended meanwhile
+    return total / 1e9

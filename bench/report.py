@@ -17,6 +17,8 @@ P99_AT_3K_MAX_MS = 100.0
 P99_RATIO_AT_5K_MAX = 1.3
 IDLE_KB_AT_10K_MAX = 40.0
 FLAT_COST_MAX = 1.25  # marginal CPU per frame, largest size over smallest, within 1/1.25 .. 1.25: "roughly flat"
+JOIN_RATIO_MAX = 1.10  # server CPU per connect + disconnect, viewer counting on (default interval) / off
+DEFAULT_VIEWERS_INTERVAL_MS = 2000
 
 
 def ratios(matchcast: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -102,6 +104,20 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 last["kb_per_socket"],
                 IDLE_KB_AT_10K_MAX,
                 last["kb_per_socket"] <= IDLE_KB_AT_10K_MAX,
+            )
+        joins = run.get("joins")
+        if joins and joins["ratio"]:
+            # The first interval measured is the default one; the shorter ones show the trend.
+            first = joins["ratio"][0]
+            interval = first["interval_ms"]
+            suffix = "" if interval == DEFAULT_VIEWERS_INTERVAL_MS else f" ({interval} ms)"
+            # Tiny smoke sizes can measure no CPU with counting off (10 ms ticks): then no ratio (nan, not met).
+            check(
+                stack,
+                "CPU per join, counting on / off" + suffix,
+                first["us_per_join"],
+                JOIN_RATIO_MAX,
+                first["us_per_join"] <= JOIN_RATIO_MAX,
             )
     return found
 
@@ -264,6 +280,54 @@ def table(results: dict[str, Any]) -> str:
                     "closed",
                 ],
                 stream_rows,
+            )
+        )
+    join_rows = []
+    join_title = ""
+    for stack, run in results["stacks"].items():
+        joins = run.get("joins")
+        if not joins:
+            continue
+        off = next(r for r in joins["rows"] if not r["counting"])
+        ratio = {r["interval_ms"]: r for r in joins["ratio"]}
+        for r in joins["rows"]:
+            join_rows.append(
+                [
+                    f"matchcast {stack}",
+                    f"{r['interval_ms']} ms" if r["counting"] else "off",
+                    r["joins"],
+                    r["us_per_connect"],
+                    r["us_per_disconnect"],
+                    r["us_per_join"],
+                    f"x{ratio[r['interval_ms']]['us_per_join']:.2f}" if r["counting"] else "",
+                    r["viewers_frames_per_join"],
+                    r["connects_per_s"],
+                    f"{r['idle_cpu_pct_open']:.2f} / {r['idle_cpu_pct_anchors']:.2f}",
+                ]
+            )
+        join_title = (
+            f"Joins ({joins['joins']} guest spectators connect, {joins['concurrency']} in flight, "
+            f"then drop, per sample; {off['samples']} samples per server; CPU us per spectator; "
+            f"idle CPU with {off['idle_sockets']} / {off['anchors']} sockets open)"
+        )
+    if join_rows:
+        parts.append(
+            join_title
+            + "\n"
+            + _table(
+                [
+                    "server",
+                    "viewer counts",
+                    "joins",
+                    "connect us",
+                    "disconnect us",
+                    "us/join",
+                    "x off",
+                    "viewers frames/join",
+                    "connects/s",
+                    "idle CPU % open / anchors",
+                ],
+                join_rows,
             )
         )
     checks = results.get("targets", [])

@@ -1,14 +1,16 @@
 """`make bench`: every scenario, on each stack, against the baseline from the same run.
 
-    python -m bench.run                  # the full plan (about 8 minutes on this 2-core machine)
+    python -m bench.run                  # the full plan (about 12 minutes on this 2-core machine)
     python -m bench.run --stacks memory-sqlite --fanout 1000,3000
+    python -m bench.run --stacks memory-sqlite --idle "" --fanout "" --joins 1000   # viewer counting's cost
     python -m bench.run --smoke --out /tmp/bench   # tiny sizes: what tests/bench runs
 
 The server under test gets the first CPU, the load generator's processes share the others. For
 each stack: the baseline and `matchcast serve` start side by side; idle sockets are measured on
 each first (then dropped); then the fan-out grows size by size on both, and at each size the
 two are measured in turn, alternating which goes first, so that background load on a shared
-machine weighs on both alike; the score stream runs on matchcast at the first size.
+machine weighs on both alike; the score stream runs on matchcast at the first size. Then both
+stop, and the joins (bench/joins.py) run on fresh servers of the stack, viewer counting off and on.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import fanout, idle, report, servers, stream
+from bench import fanout, idle, joins, report, servers, stream
 from bench.loadgen import LoadGenerator, raise_open_files_limit
 from matchcast.server import WS_IMPLEMENTATION
 
@@ -55,6 +57,11 @@ class Plan:
     settle: float = 2.0  # seconds after a burst of connections before measuring (the server freezes its survivors)
     idle_settle: float = 3.0
     idle_window: float = 4.0  # seconds of quiet over which idle CPU is measured
+    joins: int = 2000  # spectators connected then dropped per joins sample (0: no joins scenario)
+    joins_intervals: list[int] = field(default_factory=lambda: [2000, 200])  # viewer counting on, ms; 0 is added
+    joins_concurrency: int = 32  # connects in flight, over all the load generator's processes
+    joins_anchors: int = 10  # sockets that stay open on each joins server, so the room lives throughout
+    joins_settle: float = 2.5  # after the connects and after the drop: longer than the default 2 s interval
 
 
 SMOKE = Plan(
@@ -71,6 +78,10 @@ SMOKE = Plan(
     idle_window=0.5,
     cost_spectators=2,
     cost_updates=3,
+    joins=6,
+    joins_concurrency=4,
+    joins_anchors=1,
+    joins_settle=0.2,
 )
 
 
@@ -171,11 +182,16 @@ def profiler(
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run_stack(
-    stack: str, plan: Plan, load: LoadGenerator, workdir: Path, server_cpus: list[int] | None, results: dict[str, Any]
+def measure_against_baseline(
+    stack: str,
+    plan: Plan,
+    load: LoadGenerator,
+    workdir: Path,
+    server_cpus: list[int] | None,
+    results: dict[str, Any],
+    stack_results: dict[str, Any],
 ) -> None:
-    print(f"== {stack}", flush=True)
-    stack_results: dict[str, Any] = {}
+    """Idle sockets, then the fan-out, update cost and stream: matchcast and the baseline side by side."""
     with (
         servers.baseline(workdir, server_cpus, plan.gc_tuning) as base,
         servers.matchcast(stack, workdir, server_cpus, plan.gc_tuning) as mine,
@@ -192,6 +208,30 @@ def run_stack(
         load.close(base.name)
     stack_results["gc"] = gc_summary(mine.log)
     stack_results["baseline_gc"] = gc_summary(base.log)
+
+
+def run_stack(
+    stack: str, plan: Plan, load: LoadGenerator, workdir: Path, server_cpus: list[int] | None, results: dict[str, Any]
+) -> None:
+    print(f"== {stack}", flush=True)
+    stack_results: dict[str, Any] = {}
+    if plan.idle or plan.fanout:
+        measure_against_baseline(stack, plan, load, workdir, server_cpus, results, stack_results)
+    if plan.joins > 0:
+        stack_results["joins"] = joins.run(
+            load,
+            stack,
+            workdir,
+            server_cpus,
+            joins=plan.joins,
+            intervals=plan.joins_intervals,
+            rounds=plan.rounds,
+            concurrency=plan.joins_concurrency,
+            anchors=plan.joins_anchors,
+            settle=plan.joins_settle,
+            window=plan.idle_window,
+            gc_tuning=plan.gc_tuning,
+        )
     results["stacks"][stack] = stack_results
 
 
@@ -239,13 +279,21 @@ def sizes(raw: str) -> list[int]:
     return [int(part) for part in raw.split(",") if part.strip()]
 
 
+def count(raw: str) -> int:
+    """A number of sockets; empty: 0 (skip)."""
+    return int(raw) if raw.strip() else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds (tests/bench)")
     parser.add_argument("--stacks", help=f"comma-separated, of {', '.join(servers.STACKS)}")
     parser.add_argument("--idle", type=sizes, help="idle sizes, e.g. 1000,5000,10000 (empty: skip)")
-    parser.add_argument("--fanout", type=sizes, help="fan-out sizes, e.g. 1000,3000,5000")
+    parser.add_argument("--fanout", type=sizes, help="fan-out sizes, e.g. 1000,3000,5000 (empty: skip)")
+    parser.add_argument(
+        "--joins", type=count, help="spectators per joins sample, viewer counting on and off, e.g. 2000 (empty: skip)"
+    )
     parser.add_argument("--rounds", type=int, help="samples per server and size")
     parser.add_argument(
         "--no-gc-tuning",
@@ -267,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(plan.stacks) - set(servers.STACKS)
         if unknown:
             parser.error(f"unknown stack {', '.join(sorted(unknown))}; use {', '.join(servers.STACKS)}")
-    for name in ("idle", "fanout", "rounds"):
+    for name in ("idle", "fanout", "joins", "rounds"):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))
     plan.gc_tuning = not args.no_gc_tuning

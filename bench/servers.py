@@ -148,14 +148,24 @@ def post_json(url: str, token: str, body: dict[str, Any]) -> Any:
 
 
 @contextmanager
-def matchcast(stack: str, workdir: Path, cpus: list[int] | None, gc_tuning: bool = True) -> Iterator[Target]:
+def matchcast(
+    stack: str,
+    workdir: Path,
+    cpus: list[int] | None,
+    gc_tuning: bool = True,
+    settings: dict[str, str] | None = None,
+    label: str = "",
+) -> Iterator[Target]:
     """`matchcast serve` on a fresh `stack`, with a live demo match; yields its Target.
 
-    Without `gc_tuning`, bench/untuned.py serves instead: the same minus the GC tuning."""
+    Without `gc_tuning`, bench/untuned.py serves instead: the same minus the GC tuning.
+    `settings`: further MATCHCAST_* variables for the server (e.g. MATCHCAST_VIEWERS_INTERVAL_MS);
+    `label` goes into the Target's name, so two servers of one stack keep their sockets apart."""
     broadcast = "memory://" if stack.startswith("memory") else REDIS_URL
     secret = secrets.token_hex(32)
     with fresh_database(stack, workdir) as database_url:
         env = server_env(database_url, broadcast, secret)
+        env.update(settings or {})
         demo = json.loads(
             subprocess.run(
                 [MATCHCAST, "demo", "--json"], env=env, cwd=workdir, check=True, capture_output=True, timeout=120
@@ -176,7 +186,8 @@ def matchcast(stack: str, workdir: Path, cpus: list[int] | None, gc_tuning: bool
         try:
             wait_until_up(process, port, log, health=True)
             post_json(f"http://127.0.0.1:{port}/api/matches/{match['id']}/start", demo["organizer"]["token"], {})
-            yield Target(f"matchcast {stack}", process.pid, port, match["id"], secret, player["token"], log)
+            name = f"matchcast {stack}" + (f" {label}" if label else "")
+            yield Target(name, process.pid, port, match["id"], secret, player["token"], log)
         finally:
             stop(process)
 
