@@ -253,3 +253,13 @@ async def test_me_without_matches(server: RunningServer, client: httpx.AsyncClie
     page = await client.get("/me")
     assert page.status_code == 200 and "You have no matches yet" in page.text
     assert 'data-rooms=""' in page.text
+
+
+async def test_a_private_tournament_is_seen_only_by_its_people(
+    server: RunningServer, client: httpx.AsyncClient
+) -> None:
+    t = await server.factory.seeded(2, public=False)
+    assert (await client.get(f"/tournaments/{t.id}")).status_code == 404
+    assert (await log_in(client, t.players[0].username)).status_code == 303
+    page = await client.get(f"/tournaments/{t.id}")
+    assert page.status_code == 200 and t.players[1].username in page.text

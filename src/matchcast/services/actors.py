@@ -63,6 +63,12 @@ async def may_watch(db: Database, actor: Actor | None, tournament: Any) -> bool:
     return actor is not None and await is_registered(db, actor.user_id, tournament.id)
 
 
+async def may_watch_tournament(db: Database, actor: Actor | None, tournament_id: int) -> bool:
+    """`may_watch` by id; False for a tournament that does not exist."""
+    row = await db.fetch_one(tournaments.select().where(tournaments.c.id == tournament_id))
+    return row is not None and await may_watch(db, actor, row)
+
+
 def match_role(actor: Actor | None, match: Any, organizer_id: int) -> str:
     if actor is not None and (actor.is_staff or actor.user_id == organizer_id):
         return ORGANIZER

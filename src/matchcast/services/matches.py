@@ -27,8 +27,11 @@ PENDING, CONFIRMED, SET_ASIDE, REPLACED = "pending", "confirmed", "set_aside", "
 
 
 def with_organizer() -> sa.Select[Any]:
-    """A match row plus its tournament's `organizer_id`: what every permission check needs, in one query."""
-    return sa.select(matches, tournaments.c.organizer_id).join(tournaments, tournaments.c.id == matches.c.tournament_id)
+    """A match row plus its tournament's `organizer_id` and `is_public`: what every permission
+    check needs, in one query."""
+    return sa.select(matches, tournaments.c.organizer_id, tournaments.c.is_public).join(
+        tournaments, tournaments.c.id == matches.c.tournament_id
+    )
 
 
 async def locked_match(db: Database, match_id: Any) -> Any:

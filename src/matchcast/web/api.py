@@ -15,7 +15,7 @@ from matchcast.ids import ID, path_id
 from matchcast.protocol import is_int
 from matchcast.security import TokenError, create_user_token, verify_token
 from matchcast.services import disputes, matches, snapshots, webhooks
-from matchcast.services.actors import Actor, load_actor
+from matchcast.services.actors import Actor, load_actor, may_watch_tournament
 from matchcast.web import throttle
 from matchcast.web.throttle import too_many
 
@@ -92,11 +92,27 @@ async def token(request: Request) -> Any:
 
 
 async def tournament_snapshot(request: Request) -> Any:
-    return await snapshots.tournament_snapshot(request.app.state.realtime.db, path_id(request))
+    tournament_id = path_id(request)
+    await require_watchable(request, tournament_id)
+    return await snapshots.tournament_snapshot(request.app.state.realtime.db, tournament_id)
 
 
 async def match_snapshot(request: Request) -> Any:
-    return await snapshots.match_snapshot(request.app.state.realtime.db, path_id(request))
+    db = request.app.state.realtime.db
+    state = await snapshots.match_snapshot(db, path_id(request))
+    await require_watchable(request, state["tournament_id"])
+    return state
+
+
+async def require_watchable(request: Request, tournament_id: int) -> None:
+    """A private tournament's snapshots answer 404 unless the Bearer token is its organizer's,
+    staff's or a player's (no token: a guest)."""
+    db = request.app.state.realtime.db
+    actor = await bearer_actor(request) if "authorization" in request.headers else None
+    if not await may_watch_tournament(db, actor, tournament_id):
+        raise errors.not_found(
+            f"tournament {tournament_id} does not exist (or is private: send its organizer's or a player's token)"
+        )
 
 
 async def start(request: Request) -> Any:

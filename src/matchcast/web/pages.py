@@ -25,7 +25,7 @@ from matchcast.db.database import Database
 from matchcast.ids import ID, path_id
 from matchcast.security import create_guest_token, create_user_token
 from matchcast.services import snapshots, tournaments
-from matchcast.services.actors import Actor, may_watch
+from matchcast.services.actors import Actor, may_watch, may_watch_tournament
 from matchcast.services.brackets import round_name
 from matchcast.services.users import usernames
 from matchcast.web.session import current_actor
@@ -64,6 +64,13 @@ def bracket_columns(state: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+async def require_watchable(db: Database, viewer: Actor | None, tournament_id: int) -> None:
+    """A private tournament (and its matches) is not found for anyone but its organizer, staff
+    and its players: its existence is not given away either."""
+    if not await may_watch_tournament(db, viewer, tournament_id):
+        raise errors.not_found(f"tournament {tournament_id} does not exist (or is private: log in to see it)")
+
+
 async def index(request: Request) -> Response:
     rt = request.app.state.realtime
     viewer = await current_actor(request)
@@ -74,7 +81,9 @@ async def tournament(request: Request) -> Response:
     rt = request.app.state.realtime
     viewer = await current_actor(request)
     try:
-        state = await snapshots.tournament_snapshot(rt.db, path_id(request))
+        tournament_id = path_id(request)
+        await require_watchable(rt.db, viewer, tournament_id)
+        state = await snapshots.tournament_snapshot(rt.db, tournament_id)
     except errors.DomainError as exc:
         return error_page(request, exc)
     columns = bracket_columns(state)
@@ -94,6 +103,7 @@ async def match(request: Request) -> Response:
     viewer = await current_actor(request)
     try:
         state = await snapshots.match_snapshot(rt.db, path_id(request))
+        await require_watchable(rt.db, viewer, state["tournament_id"])
     except errors.DomainError as exc:
         return error_page(request, exc)
     parent = await tournaments.get_tournament(rt.db, state["tournament_id"])

@@ -24,8 +24,10 @@ from matchcast.db.database import Database
 from matchcast.errors import FRAME_ERRORS, INVALID_STATE, RATE_LIMITED
 from matchcast.ids import ID, path_id
 from matchcast.protocol import (
+    SPECTATOR,
     WS_1011_INTERNAL_ERROR,
     WS_4001_AUTHENTICATION_FAILED,
+    WS_4003_FORBIDDEN,
     WS_4008_RATE_LIMITED,
     WS_4404_NOT_FOUND,
     encode_error,
@@ -40,7 +42,7 @@ from matchcast.realtime.metrics import Metrics
 from matchcast.realtime.ratelimit import TokenBucket
 from matchcast.security import TokenError, verify_token
 from matchcast.services import disputes, matches, results, snapshots
-from matchcast.services.actors import Actor, load_actor, match_role, tournament_role
+from matchcast.services.actors import Actor, load_actor, match_role, may_watch_tournament, tournament_role
 from matchcast.services.publisher import Publisher
 from matchcast.settings import Settings
 
@@ -102,6 +104,8 @@ class RoomEndpoint(WebSocketEndpoint):
     conn: Connection | None = None
     actor: Actor | None = None
     room_id = 0
+    tournament_id = 0  # a match room's tournament
+    public = True
 
     async def on_connect(self, websocket: WebSocket) -> None:
         rt: Realtime = websocket.app.state.realtime
@@ -142,6 +146,10 @@ class RoomEndpoint(WebSocketEndpoint):
             role = await self.resolve_role(rt.db)
         if role is None:
             await self._refuse(websocket, rt, WS_4404_NOT_FOUND, f"no such {self.kind}")
+            return False
+        if role == SPECTATOR and not await self.watchable(rt.db):
+            why = "this tournament is private: only its organizer, staff and its players may watch; log in as one"
+            await self._refuse(websocket, rt, WS_4003_FORBIDDEN, why)
             return False
         room = self.room_name()
         self.conn = Connection(
@@ -228,6 +236,10 @@ class RoomEndpoint(WebSocketEndpoint):
     async def resolve_role(self, db: Database) -> str | None:
         raise NotImplementedError
 
+    async def watchable(self, db: Database) -> bool:
+        """May a spectator (role already resolved) watch this room? Not a private tournament's."""
+        raise NotImplementedError
+
     def snapshot_of(self, db: Database) -> Any:
         raise NotImplementedError
 
@@ -252,7 +264,13 @@ class MatchEndpoint(RoomEndpoint):
 
     async def resolve_role(self, db: Database) -> str | None:
         match = await db.fetch_one(matches.with_organizer().where(tables.matches.c.id == self.room_id))
-        return None if match is None else match_role(self.actor, match, match.organizer_id)
+        if match is None:
+            return None
+        self.tournament_id, self.public = match.tournament_id, bool(match.is_public)
+        return match_role(self.actor, match, match.organizer_id)
+
+    async def watchable(self, db: Database) -> bool:
+        return self.public or await may_watch_tournament(db, self.actor, self.tournament_id)
 
     def snapshot_of(self, db: Database) -> Any:
         return lambda: snapshots.match_snapshot(db, self.room_id)
@@ -283,6 +301,9 @@ class TournamentEndpoint(RoomEndpoint):
 
     async def resolve_role(self, db: Database) -> str | None:
         return await tournament_role(db, self.actor, self.room_id)
+
+    async def watchable(self, db: Database) -> bool:
+        return await may_watch_tournament(db, self.actor, self.room_id)
 
     def snapshot_of(self, db: Database) -> Any:
         return lambda: snapshots.tournament_snapshot(db, self.room_id)
