@@ -24,7 +24,7 @@ from matchcast.errors import DomainError, not_found
 from matchcast.protocol import Event
 from matchcast.realtime import eventlog
 from matchcast.security import create_user_token
-from matchcast.services import matches, tournaments, users
+from matchcast.services import formats, matches, tournaments, users
 from matchcast.services.actors import Actor, load_actor
 from matchcast.settings import Settings, SettingsError
 
@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="create a demo tournament with 8 players and a seeded bracket")
     demo.add_argument("--json", action="store_true", help="print only the demo's JSON document on stdout")
+    demo.add_argument("--format", choices=sorted(formats.FORMATS), default=formats.DEFAULT, help="tournament format")
+    demo.add_argument("--best-of", type=int, choices=tournaments.BEST_OF, default=1, help="games per match")
     demo.set_defaults(command=cmd_demo)
     return parser
 
@@ -157,7 +159,7 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     upgrade(settings.database_url)
-    demo = run(settings, lambda db: create_demo(db, settings.jwt_secret))
+    demo = run(settings, lambda db: create_demo(db, settings.jwt_secret, args.format, args.best_of))
     if args.json:
         print(json.dumps(demo, indent=2))
     else:
@@ -186,13 +188,15 @@ class EventLogPublisher:
         await eventlog.store(self.db, events)
 
 
-async def create_demo(db: Database, jwt_secret: str) -> dict[str, Any]:
+async def create_demo(db: Database, jwt_secret: str, format: str = formats.DEFAULT, best_of: int = 1) -> dict[str, Any]:
     suffix = secrets.token_hex(4)
     organizer = await demo_user(db, jwt_secret, f"demo-org-{suffix}")
     players = [await demo_user(db, jwt_secret, f"demo-p{n}-{suffix}") for n in range(1, DEMO_PLAYERS + 1)]
     actor = await load_actor(db, organizer["id"])
-    tournament_id = await demo_tournament(db, actor, f"Demo Cup {suffix}", [p["id"] for p in players])
-    rows = await matches.matches_of(db, tournament_id)
+    name = f"Demo {format.replace('_', ' ').title()} {suffix}"
+    tournament_id = await demo_tournament(db, actor, name, [p["id"] for p in players], format, best_of)
+    # The matches whose players are known (operations.md): what a player can be sent to now.
+    rows = [m for m in await matches.matches_of(db, tournament_id) if m.participant1_id and m.participant2_id]
     log.info("demo tournament %d: %d players, %d matches", tournament_id, len(players), len(rows))
     return {
         "tournament_id": tournament_id,
@@ -222,8 +226,10 @@ async def demo_user(db: Database, jwt_secret: str, username: str) -> dict[str, A
     }
 
 
-async def demo_tournament(db: Database, organizer: Actor | None, name: str, player_ids: list[int]) -> int:
-    tournament_id = await tournaments.create_tournament(db, organizer, name, is_public=True)
+async def demo_tournament(
+    db: Database, organizer: Actor | None, name: str, player_ids: list[int], format: str, best_of: int
+) -> int:
+    tournament_id = await tournaments.create_tournament(db, organizer, name, True, best_of, format=format)
     for player_id in player_ids:
         await tournaments.register_player(db, organizer, tournament_id, player_id)
     await tournaments.seed_bracket(db, EventLogPublisher(db), organizer, tournament_id)
@@ -237,10 +243,10 @@ def describe_demo(demo: dict[str, Any]) -> str:
         f"  Watch it:        {DEMO_BASE_URL}/tournaments/{tournament_id}",
         f"  Organize it:     {DEMO_BASE_URL}/login  as {organizer['username']} / {organizer['password']}",
         f"  Organizer token: {organizer['token']}",
-        "  First-round matches:",
+        "  Matches to play:",
     ]
     for match in demo["matches"]:
-        if match["round"] == 1:
+        if match["status"] == "scheduled":
             lines.append(
                 f"    {DEMO_BASE_URL}/matches/{match['id']}  "
                 f"(players {match['participant1_id']} v {match['participant2_id']}, {match['status']})"

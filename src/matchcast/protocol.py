@@ -36,6 +36,7 @@ DISPUTE_RESOLVED = "dispute_resolved"
 BRACKET_UPDATED = "bracket_updated"
 RESULT_REPORTED = "result_reported"
 RESULT_CONFIRMED = "result_confirmed"
+STANDINGS_UPDATED = "standings_updated"
 EVENT_TYPES = frozenset(
     {
         MATCH_SCHEDULED,
@@ -48,6 +49,7 @@ EVENT_TYPES = frozenset(
         BRACKET_UPDATED,
         RESULT_REPORTED,
         RESULT_CONFIRMED,
+        STANDINGS_UPDATED,
     }
 )
 

@@ -30,6 +30,7 @@ EVENT_FIELDS = {
     "dispute_created": {"dispute_id", "match_id", "tournament_id", "reported_by_id", "reason", "created_at"},
     "dispute_resolved": {"dispute_id", "match_id", "tournament_id", "resolution", "resolved_by_id", "resolved_at"},
     "bracket_updated": {"tournament_id", "bracket"},
+    "standings_updated": {"tournament_id", "standings"},
     "result_reported": {
         "report_id",
         "match_id",
@@ -61,6 +62,9 @@ def assert_event(event: Event, event_type: str, tournament_id: int, match_id: in
     if event_type == "bracket_updated":
         assert event.rooms == (tournament_room(tournament_id),)
         assert isinstance(event.data["bracket"]["rounds"], list)
+    elif event_type == "standings_updated":
+        assert event.rooms == (tournament_room(tournament_id),)
+        assert isinstance(event.data["standings"], list)
     else:
         assert match_id is not None, f"{event_type} events belong to a match: pass its id"
         assert event.rooms == (tournament_room(tournament_id), match_room(match_id))

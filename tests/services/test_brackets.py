@@ -7,7 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from matchcast.services.brackets import MAX_PLAYERS, MIN_PLAYERS, PlannedMatch, plan, seed_order
+from matchcast.services.formats.base import MIN_PLAYERS, PlannedMatch
+from matchcast.services.formats.single_elimination import MAX_PLAYERS, SingleElimination, seed_order
+
+plan = SingleElimination().plan
 
 player_counts = st.integers(min_value=MIN_PLAYERS, max_value=MAX_PLAYERS)
 fast = settings(max_examples=60, deadline=None, derandomize=True)
@@ -75,9 +78,10 @@ def test_random_winners_advance_to_exactly_one_champion(n: int, rnd: random.Rand
         if match.round == max(m.round for m in planned):
             champions.append(winner)
             continue
-        target = slots.setdefault((match.round + 1, match.next_position), {})
-        assert match.next_slot not in target, "two winners sent to the same slot"
-        target[match.next_slot] = winner
+        assert match.winner_to is not None
+        target = slots.setdefault((match.winner_to.slot.round, match.winner_to.slot.position), {})
+        assert match.winner_to.side not in target, "two winners sent to the same slot"
+        target[match.winner_to.side] = winner
     assert len(champions) == 1 and champions[0] in ids_for(n)
 
 
@@ -94,7 +98,11 @@ def test_eight_players_seed_one_meets_seed_eight_first() -> None:
     first_round = [(m.participant1_id, m.participant2_id) for m in planned if m.round == 1]
     assert first_round == [(1001, 1008), (1004, 1005), (1002, 1007), (1003, 1006)]
     assert not any(m.is_bye for m in planned)
-    assert [(m.round, m.position, m.next_position, m.next_slot) for m in planned if m.round == 2] == [
+    assert [
+        (m.round, m.position, m.winner_to and m.winner_to.slot.position, m.winner_to and m.winner_to.side)
+        for m in planned
+        if m.round == 2
+    ] == [
         (2, 0, 0, 1),
         (2, 1, 0, 2),
     ]

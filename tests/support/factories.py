@@ -59,10 +59,14 @@ class Factory:
         public: bool = True,
         name: str = "Test Cup",
         best_of: int = 1,
+        format: str = "single_elimination",
+        rounds: int | None = None,
     ) -> Tournament:
         """A draft tournament with `players` registered (seeds in registration order)."""
         organizer = organizer or await self.user()
-        tournament_id = await tournaments.create_tournament(self.db, organizer, name, public, best_of)
+        tournament_id = await tournaments.create_tournament(
+            self.db, organizer, name, public, best_of, format=format, rounds=rounds
+        )
         registered = []
         for _ in range(players):
             player = await self.user()
@@ -71,10 +75,19 @@ class Factory:
         return Tournament(tournament_id, organizer, registered)
 
     async def seeded(
-        self, players: int = 8, *, organizer: Actor | None = None, best_of: int = 1, public: bool = True
+        self,
+        players: int = 8,
+        *,
+        organizer: Actor | None = None,
+        best_of: int = 1,
+        public: bool = True,
+        format: str = "single_elimination",
+        rounds: int | None = None,
     ) -> Tournament:
         """A tournament with its bracket seeded: first-round matches scheduled, byes advanced."""
-        tournament = await self.tournament(players, organizer=organizer, best_of=best_of, public=public)
+        tournament = await self.tournament(
+            players, organizer=organizer, best_of=best_of, public=public, format=format, rounds=rounds
+        )
         tournament.match_ids = await tournaments.seed_bracket(
             self.db, self.publisher, tournament.organizer, tournament.id
         )

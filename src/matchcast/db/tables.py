@@ -35,6 +35,11 @@ tournaments = sa.Table(
     sa.Column("status", sa.String(20), nullable=False),
     # Games a match is played to (1, 3, 5, 7): a result's winner has exactly ceil(best_of / 2).
     sa.Column("best_of", sa.Integer, nullable=False, default=1, server_default="1"),
+    # single_elimination | double_elimination | round_robin | swiss (services/formats/)
+    sa.Column(
+        "format", sa.String(30), nullable=False, default="single_elimination", server_default="single_elimination"
+    ),
+    sa.Column("rounds", sa.Integer, nullable=True),  # Swiss: rounds to play; null: the format's default
     sa.Column("created_at", sa.DateTime, nullable=False),
 )
 
@@ -54,7 +59,9 @@ matches = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("tournament_id", sa.Integer, sa.ForeignKey("tournaments.id"), nullable=False),
-    sa.Column("round", sa.Integer, nullable=False),
+    # main (one bracket or a table) | winners | losers | grand_final (double elimination)
+    sa.Column("bracket", sa.String(20), nullable=False, default="main", server_default="main"),
+    sa.Column("round", sa.Integer, nullable=False),  # 1-based, within its bracket
     sa.Column("position", sa.Integer, nullable=False),  # 0-based, top to bottom in its round
     sa.Column("participant1_id", sa.Integer, sa.ForeignKey("users.id"), nullable=True),
     sa.Column("participant2_id", sa.Integer, sa.ForeignKey("users.id"), nullable=True),
@@ -67,12 +74,15 @@ matches = sa.Table(
     sa.Column("is_bye", sa.Boolean, nullable=False, default=False),
     sa.Column("next_match_id", sa.Integer, sa.ForeignKey("matches.id"), nullable=True),
     sa.Column("next_slot", sa.Integer, nullable=True),  # 1 or 2: which side of next_match
+    # Where the loser goes (double elimination: winners bracket into the losers bracket).
+    sa.Column("loser_next_match_id", sa.Integer, sa.ForeignKey("matches.id"), nullable=True),
+    sa.Column("loser_next_slot", sa.Integer, nullable=True),
     sa.Column("scheduled_at", sa.DateTime, nullable=True),
     sa.Column("started_at", sa.DateTime, nullable=True),
     sa.Column("completed_at", sa.DateTime, nullable=True),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
-    sa.UniqueConstraint("tournament_id", "round", "position", name="uq_matches_slot"),
+    sa.UniqueConstraint("tournament_id", "bracket", "round", "position", name="uq_matches_slot"),
 )
 
 disputes = sa.Table(

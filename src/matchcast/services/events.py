@@ -16,6 +16,7 @@ from matchcast.protocol import (
     RESULT_CONFIRMED,
     RESULT_REPORTED,
     SCORE_UPDATED,
+    STANDINGS_UPDATED,
     Event,
     match_room,
     tournament_room,
@@ -127,6 +128,12 @@ def dispute_resolved(dispute: Any, match: Any) -> Event:
 def bracket_updated(tournament_id: int, bracket: dict[str, Any]) -> Event:
     return Event(
         BRACKET_UPDATED, {"tournament_id": tournament_id, "bracket": bracket}, (tournament_room(tournament_id),)
+    )
+
+
+def standings_updated(tournament_id: int, standings: list[dict[str, Any]]) -> Event:
+    return Event(
+        STANDINGS_UPDATED, {"tournament_id": tournament_id, "standings": standings}, (tournament_room(tournament_id),)
     )
 
 

@@ -14,12 +14,10 @@ from matchcast import errors
 from matchcast.db.compiled import Prepared
 from matchcast.db.database import Database, utcnow
 from matchcast.db.tables import disputes, matches, reports, tournaments
-from matchcast.protocol import MAX_SCORE, SPECTATOR, Event, is_int
-from matchcast.services import events
+from matchcast.protocol import MAX_SCORE, SPECTATOR, is_int
+from matchcast.services import events, progression
 from matchcast.services.actors import Actor, match_role, require_organizer
 from matchcast.services.publisher import Publisher
-from matchcast.services.snapshots import bracket
-from matchcast.services.users import usernames
 
 SCHEDULED, LIVE, COMPLETED, CANCELLED = "scheduled", "live", "completed", "cancelled"
 # A report's life (services/results.py); here because ending a match sets its pending report aside.
@@ -113,15 +111,41 @@ async def update_score(
         if match is not None:
             await publisher.publish([events.score_updated(match)])
             return match
-        await _refuse_score(db, actor, match_id, organizer_only)
+        await _refuse_score(db, actor, match_id, organizer_only, (score1, score2))
     raise errors.invalid_state(f"match {match_id} changed while the score was being stored; send it again")
 
 
+# A running score fits the series: in best-of-N (N > 1) scores count games won, so neither side
+# has more than ceil(N/2) and not both have it. In a best-of-1 match the running score is the one
+# game's points, free until the result is reported. (Each bound parameter stands beside a column,
+# so PostgreSQL knows its type.)
+_NEEDED = (tournaments.c.best_of + 1) // 2
+_FITS_BEST_OF = sa.exists().where(
+    tournaments.c.id == matches.c.tournament_id,
+    sa.or_(
+        tournaments.c.best_of == 1,
+        sa.and_(
+            sa.bindparam("score1", type_=sa.Integer) <= _NEEDED,
+            sa.bindparam("score2", type_=sa.Integer) <= _NEEDED,
+            sa.bindparam("score1", type_=sa.Integer)
+            < tournaments.c.best_of + 1 - sa.bindparam("score2", type_=sa.Integer),
+        ),
+    ),
+)
+
+
+def running_score_fits(best_of: int, score1: int, score2: int) -> bool:
+    """`_FITS_BEST_OF` in Python, to say why an update was refused."""
+    needed = (best_of + 1) // 2
+    return best_of == 1 or (score1 <= needed and score2 <= needed and score1 + score2 < 2 * needed)
+
+
 def _score_update(who: Any) -> Prepared:
-    """The score UPDATE for a match that is live and that `who` (a WHERE clause) may score."""
+    """The score UPDATE for a match that is live, whose series the score fits, and that `who` (a
+    WHERE clause) may score."""
     return Prepared(
         matches.update()
-        .where(matches.c.id == sa.bindparam("match_id", type_=sa.Integer), matches.c.status == LIVE, who)
+        .where(matches.c.id == sa.bindparam("match_id", type_=sa.Integer), matches.c.status == LIVE, who, _FITS_BEST_OF)
         .values(
             participant1_score=sa.bindparam("score1", type_=sa.Integer),
             participant2_score=sa.bindparam("score2", type_=sa.Integer),
@@ -153,9 +177,11 @@ def _score_statement(actor: Actor | None, organizer_only: bool) -> Prepared | No
     return SCORE_BY_ORGANIZER if organizer_only else SCORE_BY_PLAYER_OR_ORGANIZER
 
 
-async def _refuse_score(db: Database, actor: Actor | None, match_id: int, organizer_only: bool) -> None:
+async def _refuse_score(
+    db: Database, actor: Actor | None, match_id: int, organizer_only: bool, scores: tuple[int, int]
+) -> None:
     """Raise what stopped a score update; return if nothing does any more."""
-    match = await db.fetch_one(with_organizer().where(matches.c.id == match_id))
+    match = await db.fetch_one(with_organizer().add_columns(tournaments.c.best_of).where(matches.c.id == match_id))
     if match is None:
         raise errors.not_found(f"match {match_id} does not exist")
     if organizer_only:
@@ -164,10 +190,30 @@ async def _refuse_score(db: Database, actor: Actor | None, match_id: int, organi
         raise errors.forbidden("only the match's participants or the organizer may report scores")
     if match.status != LIVE:
         raise errors.invalid_state(f"match {match.id} is {match.status}; scores can change only while it is live")
+    if not running_score_fits(match.best_of, *scores):
+        needed = (match.best_of + 1) // 2
+        raise errors.invalid(
+            f"in a best-of-{match.best_of} match the scores count games won: each 0 to {needed}, not both"
+            f" {needed}; got {scores[0]}\u2013{scores[1]}"
+        )
 
 
-def decide_winner(match: Any, winner_id: Any) -> int:
+def decide_winner(match: Any, winner_id: Any, best_of: int = 1) -> int:
+    """Who won: named, or the higher score. In best-of-N (N > 1) the stored score must be a
+    finished series (the winner has ceil(N/2) games) and a named winner must be its winner."""
     players = (match.participant1_id, match.participant2_id)
+    if best_of > 1:
+        needed = (best_of + 1) // 2
+        scores = (match.participant1_score, match.participant2_score)
+        if max(scores) != needed or min(scores) == needed:
+            raise errors.invalid(
+                f"in a best-of-{best_of} match the winner has {needed} games; the score is"
+                f" {scores[0]}\u2013{scores[1]}: send the final score first"
+            )
+        decided = players[0] if scores[0] == needed else players[1]
+        if winner_id is not None and winner_id != decided:
+            raise errors.invalid(f"winner_id {winner_id!r} lost the series {scores[0]}\u2013{scores[1]}"[:120])
+        return int(decided)
     if winner_id is None:
         if match.participant1_score == match.participant2_score:
             raise errors.invalid("the scores are tied: name the winner_id")
@@ -185,7 +231,8 @@ async def complete_match(
         require_organizer(actor, match)
         if match.status != LIVE:
             raise errors.invalid_state(f"match {match.id} is {match.status}; only a live match can be completed")
-        winner = decide_winner(match, winner_id)
+        best_of = await db.fetch_val(sa.select(tournaments.c.best_of).where(tournaments.c.id == match.tournament_id))
+        winner = decide_winner(match, winner_id, best_of)
         match, published = await finish_match(db, match, winner, by=actor.user_id if actor else None)
     await publisher.publish(published)
     return match
@@ -206,8 +253,8 @@ async def finish_match(
     closed = await _close_open_disputes(db, match.id, by)
     match = await reload(db, match.id)
     published = [*(events.dispute_resolved(d, match) for d in closed)]
-    published += [events.match_completed(match), *await advance_winner(db, match)]
-    published.append(events.bracket_updated(match.tournament_id, await bracket(db, match.tournament_id)))
+    published += [events.match_completed(match), *await progression.advance(db, match)]
+    published += await progression.changed(db, match.tournament_id)
     return match, published
 
 
@@ -224,8 +271,9 @@ async def cancel_match(db: Database, publisher: Publisher, actor: Actor | None, 
         await db.execute(matches.update().where(matches.c.id == match.id).values(status=CANCELLED, updated_at=now))
         await set_aside_pending_report(db, match.id)
         match = await reload(db, match.id)
-        update = events.bracket_updated(match.tournament_id, await bracket(db, match.tournament_id))
-    await publisher.publish([events.match_cancelled(match), update])
+        published = [events.match_cancelled(match), *await progression.advance(db, match)]
+        published += await progression.changed(db, match.tournament_id)
+    await publisher.publish(published)
     return match
 
 
@@ -250,30 +298,6 @@ async def set_aside_pending_report(db: Database, match_id: int) -> None:
         .where(reports.c.match_id == match_id, reports.c.status == PENDING)
         .values(status=SET_ASIDE, closed_at=utcnow())
     )
-
-
-async def advance_winner(db: Database, match: Any) -> list[Event]:
-    """Place the winner in the next match; schedule it when both players are known.
-
-    Runs inside the caller's transaction. Completing the final completes the tournament.
-    """
-    if match.next_match_id is None:
-        await db.execute(tournaments.update().where(tournaments.c.id == match.tournament_id).values(status=COMPLETED))
-        return []
-    slot = matches.c.participant1_id if match.next_slot == 1 else matches.c.participant2_id
-    now = utcnow()
-    await db.execute(
-        matches.update()
-        .where(matches.c.id == match.next_match_id)
-        .values({slot: match.winner_id, matches.c.updated_at: now})
-    )
-    following = await reload(db, match.next_match_id)
-    if following.participant1_id is None or following.participant2_id is None:
-        return []
-    await db.execute(matches.update().where(matches.c.id == following.id).values(scheduled_at=now))
-    following = await reload(db, following.id)
-    names = await usernames(db, [following.participant1_id, following.participant2_id])
-    return [events.match_scheduled(following, names)]
 
 
 async def matches_of(db: Database, tournament_id: int) -> list[Any]:

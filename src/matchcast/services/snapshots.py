@@ -8,8 +8,9 @@ import sqlalchemy as sa
 
 from matchcast import errors
 from matchcast.db.database import Database, iso
-from matchcast.db.tables import disputes, matches, reports, tournaments
-from matchcast.services.brackets import round_name
+from matchcast.db.tables import disputes, matches, registrations, reports, tournaments, users
+from matchcast.services import formats
+from matchcast.services.formats.base import GRAND_FINAL, LOSERS, Played, Slot
 from matchcast.services.users import usernames
 
 
@@ -54,6 +55,7 @@ def match_view(
     view = {
         "id": row.id,
         "tournament_id": row.tournament_id,
+        "bracket": row.bracket,
         "round": row.round,
         "position": row.position,
         "status": row.status,
@@ -65,6 +67,7 @@ def match_view(
         "sequence": row.sequence,
         "winner_id": row.winner_id,
         "next_match_id": row.next_match_id,
+        "loser_next_match_id": row.loser_next_match_id,
         "scheduled_at": iso(row.scheduled_at),
         "started_at": iso(row.started_at),
         "completed_at": iso(row.completed_at),
@@ -87,8 +90,17 @@ async def match_snapshot(db: Database, match_id: int) -> dict[str, Any]:
     pending = await db.fetch_one(
         reports.select().where(reports.c.match_id == match_id, reports.c.status == "pending").order_by(reports.c.id)
     )
-    best_of = await db.fetch_val(sa.select(tournaments.c.best_of).where(tournaments.c.id == row.tournament_id))
-    return match_view(row, names, list(open_disputes), pending, int(best_of))
+    parent = await db.fetch_one(
+        sa.select(tournaments.c.best_of, tournaments.c.format).where(tournaments.c.id == row.tournament_id)
+    )
+    view = match_view(row, names, list(open_disputes), pending, int(parent.best_of))
+    last = await db.fetch_val(
+        sa.select(sa.func.max(matches.c.round)).where(
+            matches.c.tournament_id == row.tournament_id, matches.c.bracket == row.bracket
+        )
+    )
+    view["round_name"] = formats.get(parent.format).round_name(Slot(row.bracket, row.round, row.position), last)
+    return view
 
 
 BRACKET_KEYS = (
@@ -104,26 +116,92 @@ BRACKET_KEYS = (
 )
 
 
-def bracket_view(rows: list[Any], names: dict[int, str]) -> dict[str, Any]:
-    rounds = max((r.round for r in rows), default=0)
-    columns: list[dict[str, Any]] = [
-        {"round": n, "name": round_name(n, rounds), "matches": []} for n in range(1, rounds + 1)
-    ]
+def bracket_view(format_name: str, rows: list[Any], names: dict[int, str]) -> dict[str, Any]:
+    """The tournament's structure for drawing it: `rounds` (the one bracket, the winners bracket,
+    or the rounds of a table), plus `losers` and `grand_final` in double elimination."""
+    fmt = formats.get(format_name)
+    by_bracket: dict[str, list[Any]] = {}
     for row in sorted(rows, key=lambda r: (r.round, r.position)):
+        by_bracket.setdefault(row.bracket, []).append(row)
+    view: dict[str, Any] = {"format": format_name}
+    for bracket_name, key in (
+        ("main", "rounds"),
+        ("winners", "rounds"),
+        (LOSERS, "losers"),
+        (GRAND_FINAL, "grand_final"),
+    ):
+        if bracket_name in by_bracket:
+            view[key] = _rounds(fmt, by_bracket[bracket_name], names)
+    view.setdefault("rounds", [])
+    if format_name == formats.DOUBLE_ELIMINATION:
+        view.setdefault("losers", [])
+        view.setdefault("grand_final", [])
+    return view
+
+
+def _rounds(fmt: formats.TournamentFormat, rows: list[Any], names: dict[int, str]) -> list[dict[str, Any]]:
+    last = max(r.round for r in rows)
+    columns: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        name = fmt.round_name(Slot(row.bracket, row.round, row.position), last)
+        column = columns.setdefault(row.round, {"round": row.round, "name": name, "matches": []})
         view = match_view(row, names)
-        columns[row.round - 1]["matches"].append({key: view[key] for key in BRACKET_KEYS})
-    return {"rounds": columns}
+        column["matches"].append({key: view[key] for key in BRACKET_KEYS})
+    return [columns[n] for n in sorted(columns)]
+
+
+def standings_view(
+    fmt: formats.TournamentFormat, players: list[int], rows: list[Any], names: dict[int, str]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "rank": rank,
+            "participant": player(s.participant_id, names),
+            "played": s.played,
+            "wins": s.wins,
+            "losses": s.losses,
+            "points": s.points,
+            "game_difference": s.game_difference,
+            "tiebreaks": s.tiebreaks,
+        }
+        for rank, s in enumerate(fmt.standings(players, [Played.of(r) for r in rows]), start=1)
+    ]
 
 
 async def tournament_matches(db: Database, tournament_id: int) -> list[Any]:
     query = matches.select().where(matches.c.tournament_id == tournament_id)
-    return list(await db.fetch_all(query.order_by(matches.c.round, matches.c.position)))
+    return list(await db.fetch_all(query.order_by(matches.c.bracket, matches.c.round, matches.c.position)))
+
+
+async def seeded_players(db: Database, tournament_id: int) -> list[Any]:
+    """The registered players (`id`, `username`, `seed`) in seed order (registration order where
+    no seed is set)."""
+    query = (
+        sa.select(users.c.id, users.c.username, registrations.c.seed)
+        .join(registrations, registrations.c.user_id == users.c.id)
+        .where(registrations.c.tournament_id == tournament_id)
+    )
+    return list(await db.fetch_all(query.order_by(sa.func.coalesce(registrations.c.seed, 1 << 30), registrations.c.id)))
+
+
+async def format_of(db: Database, tournament_id: int) -> str:
+    return str(await db.fetch_val(sa.select(tournaments.c.format).where(tournaments.c.id == tournament_id)))
 
 
 async def bracket(db: Database, tournament_id: int) -> dict[str, Any]:
     rows = await tournament_matches(db, tournament_id)
     names = await usernames(db, [i for r in rows for i in (r.participant1_id, r.participant2_id)])
-    return bracket_view(rows, names)
+    return bracket_view(await format_of(db, tournament_id), rows, names)
+
+
+async def standings(db: Database, tournament_id: int) -> list[dict[str, Any]] | None:
+    """The standings of a round robin or Swiss tournament; None for the other formats."""
+    fmt = formats.get(await format_of(db, tournament_id))
+    if not fmt.has_standings:
+        return None
+    players = await seeded_players(db, tournament_id)
+    rows = await tournament_matches(db, tournament_id)
+    return standings_view(fmt, [p.id for p in players], rows, {p.id: p.username for p in players})
 
 
 async def tournament_snapshot(db: Database, tournament_id: int) -> dict[str, Any]:
@@ -147,13 +225,21 @@ async def tournament_snapshot(db: Database, tournament_id: int) -> dict[str, Any
         .where(matches.c.tournament_id == tournament_id, reports.c.status == "pending")
     )
     pending_of = {report.match_id: report for report in pending}
-    return {
+    snapshot = {
         "id": row.id,
         "name": row.name,
         "status": row.status,
         "is_public": bool(row.is_public),
         "organizer_id": row.organizer_id,
+        "format": row.format,
         "best_of": row.best_of,
+        "rounds": row.rounds,
         "matches": [match_view(r, names, by_match.get(r.id, []), pending_of.get(r.id), row.best_of) for r in rows],
-        "bracket": bracket_view(rows, names),
+        "bracket": bracket_view(row.format, rows, names),
     }
+    fmt = formats.get(row.format)
+    if fmt.has_standings:
+        players = await seeded_players(db, tournament_id)
+        names.update({p.id: p.username for p in players})
+        snapshot["standings"] = standings_view(fmt, [p.id for p in players], rows, names)
+    return snapshot

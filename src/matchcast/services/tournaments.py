@@ -1,4 +1,4 @@
-"""Tournaments: creation, registration of players, seeding the bracket."""
+"""Tournaments: creation (format, best-of, Swiss rounds), registration of players, seeding."""
 
 from __future__ import annotations
 
@@ -8,18 +8,19 @@ import sqlalchemy as sa
 
 from matchcast import errors
 from matchcast.db.database import Database, utcnow
-from matchcast.db.tables import matches, registrations, tournaments, users
-from matchcast.protocol import Event, has_control_characters, is_int, is_utf8
-from matchcast.services import brackets, events
+from matchcast.db.tables import registrations, tournaments, users
+from matchcast.protocol import has_control_characters, is_int, is_utf8
+from matchcast.services import formats, progression
 from matchcast.services.actors import Actor, require_organizer
-from matchcast.services.matches import COMPLETED, SCHEDULED, advance_winner, reload
+from matchcast.services.formats.base import MIN_PLAYERS
 from matchcast.services.publisher import Publisher
-from matchcast.services.snapshots import bracket
-from matchcast.services.users import insert_user, new_password_hash, usernames
+from matchcast.services.snapshots import seeded_players, tournament_matches
+from matchcast.services.users import insert_user, new_password_hash
 
 DRAFT, RUNNING = "draft", "running"
 MAX_NAME = 200
 BEST_OF = (1, 3, 5, 7)
+MAX_ROUNDS = 64  # Swiss; the exact bound (ceil(players / 2)) is checked at seeding
 
 
 async def get_tournament(db: Database, tournament_id: Any, lock: bool = False) -> Any:
@@ -45,7 +46,13 @@ async def list_tournaments(db: Database, viewer: Actor | None = None) -> list[An
 
 
 async def create_tournament(
-    db: Database, actor: Actor | None, name: Any, is_public: bool = True, best_of: Any = 1
+    db: Database,
+    actor: Actor | None,
+    name: Any,
+    is_public: bool = True,
+    best_of: Any = 1,
+    format: Any = formats.DEFAULT,
+    rounds: Any = None,
 ) -> int:
     if actor is None:
         raise errors.forbidden("log in to create a tournament")
@@ -55,6 +62,12 @@ async def create_tournament(
         raise errors.invalid("name must not contain control characters")
     if best_of not in BEST_OF or not is_int(best_of):
         raise errors.invalid(f"best_of must be one of {', '.join(map(str, BEST_OF))}, got {best_of!r}"[:100])
+    if not isinstance(format, str) or format not in formats.FORMATS:
+        raise errors.invalid(f"format must be one of {', '.join(formats.FORMATS)}, got {format!r}"[:160])
+    if rounds is not None and (format != formats.SWISS or not is_int(rounds) or not 1 <= rounds <= MAX_ROUNDS):
+        raise errors.invalid(
+            f"rounds is for Swiss tournaments only: 1 to {MAX_ROUNDS}, or leave it out, got {rounds!r}"[:120]
+        )
     async with db.write():
         query = tournaments.insert().values(
             name=name.strip(),
@@ -62,18 +75,14 @@ async def create_tournament(
             is_public=bool(is_public),
             status=DRAFT,
             best_of=best_of,
+            format=format,
+            rounds=rounds,
             created_at=utcnow(),
         )
         return int(await db.fetch_val(query.returning(tournaments.c.id)))
 
 
-async def registered_players(db: Database, tournament_id: int) -> list[Any]:
-    query = (
-        sa.select(users.c.id, users.c.username, registrations.c.seed)
-        .join(registrations, registrations.c.user_id == users.c.id)
-        .where(registrations.c.tournament_id == tournament_id)
-    )
-    return list(await db.fetch_all(query.order_by(sa.func.coalesce(registrations.c.seed, 1 << 30), registrations.c.id)))
+registered_players = seeded_players
 
 
 async def register_player(db: Database, actor: Actor | None, tournament_id: Any, user_id: Any) -> None:
@@ -111,8 +120,9 @@ async def _open_for_registration(db: Database, actor: Actor | None, tournament_i
     require_organizer(actor, tournament)
     if tournament.status != DRAFT:
         raise errors.invalid_state("players can be registered only before the bracket is seeded")
-    if len(await registered_players(db, tournament.id)) >= brackets.MAX_PLAYERS:
-        raise errors.invalid_state(f"a tournament holds at most {brackets.MAX_PLAYERS} players")
+    most = formats.get(tournament.format).max_players
+    if len(await registered_players(db, tournament.id)) >= most:
+        raise errors.invalid_state(f"a {tournament.format.replace('_', ' ')} tournament holds at most {most} players")
     return tournament
 
 
@@ -121,69 +131,40 @@ async def _register(db: Database, tournament_id: int, user_id: int) -> None:
 
 
 async def seed_bracket(db: Database, publisher: Publisher, actor: Actor | None, tournament_id: Any) -> list[int]:
-    """Create every match of the bracket in registration order; byes advance at once."""
+    """Create the format's matches for the registered players in seed order; byes pass at once.
+    Returns the ids of the matches created."""
     async with db.write():
         tournament = await get_tournament(db, tournament_id, lock=True)
         require_organizer(actor, tournament)
         if tournament.status != DRAFT:
             raise errors.invalid_state("the bracket is already seeded")
+        fmt = formats.get(tournament.format)
         players = [p.id for p in await registered_players(db, tournament.id)]
-        if not brackets.MIN_PLAYERS <= len(players) <= brackets.MAX_PLAYERS:
+        if not MIN_PLAYERS <= len(players) <= fmt.max_players:
             raise errors.invalid_state(
-                f"seeding needs {brackets.MIN_PLAYERS} to {brackets.MAX_PLAYERS} players; {len(players)} registered"
+                f"seeding needs {MIN_PLAYERS} to {fmt.max_players} players; {len(players)} registered"
             )
-        ids = await _create_matches(db, tournament.id, brackets.plan(players))
-        await db.execute(tournaments.update().where(tournaments.c.id == tournament.id).values(status=RUNNING))
-        published = await _schedule_first_round(db, ids)
-        published.append(events.bracket_updated(tournament.id, await bracket(db, tournament.id)))
+        rounds = _rounds(fmt, tournament.rounds, len(players))
+        published = await progression.create(db, tournament.id, fmt.plan(players, rounds))
+        await db.execute(
+            tournaments.update().where(tournaments.c.id == tournament.id).values(status=RUNNING, rounds=rounds)
+        )
+        published += await progression.changed(db, tournament.id)
+        ids = [row.id for row in await tournament_matches(db, tournament.id)]
     await publisher.publish(published)
     return ids
 
 
-async def _create_matches(db: Database, tournament_id: int, planned: list[brackets.PlannedMatch]) -> list[int]:
-    now = utcnow()
-    slot_ids: dict[tuple[int, int], int] = {}
-    # Last round first, so every match knows the id of the match its winner advances to.
-    for p in sorted(planned, key=lambda m: (-m.round, m.position)):
-        next_id = slot_ids.get((p.round + 1, p.next_position))
-        query = matches.insert().values(
-            tournament_id=tournament_id,
-            round=p.round,
-            position=p.position,
-            participant1_id=p.participant1_id,
-            participant2_id=p.participant2_id,
-            participant1_score=0,
-            participant2_score=0,
-            sequence=0,
-            status=SCHEDULED,
-            is_bye=p.is_bye,
-            next_match_id=next_id,
-            next_slot=p.next_slot if next_id else None,
-            created_at=now,
-            updated_at=now,
+def _rounds(fmt: formats.TournamentFormat, chosen: int | None, players: int) -> int | None:
+    """The rounds a Swiss tournament plays: the organizer's choice if it fits, else the default."""
+    allowed = fmt.rounds_allowed(players)
+    if allowed is None:
+        return None
+    if chosen is None:
+        return formats.swiss_default_rounds(players)
+    if chosen not in allowed:
+        raise errors.invalid_state(
+            f"{players} players can play 1 to {allowed[-1]} Swiss rounds without a rematch; the tournament asks for"
+            f" {chosen}: register more players or create it with fewer rounds"
         )
-        slot_ids[(p.round, p.position)] = int(await db.fetch_val(query.returning(matches.c.id)))
-    return [slot_ids[(p.round, p.position)] for p in planned]
-
-
-async def _schedule_first_round(db: Database, match_ids: list[int]) -> list[Event]:
-    published: list[Event] = []
-    now = utcnow()
-    for match_id in match_ids:
-        match = await reload(db, match_id)
-        if match.round != 1:
-            continue
-        if match.is_bye:
-            winner = match.participant1_id or match.participant2_id
-            await db.execute(
-                matches.update()
-                .where(matches.c.id == match_id)
-                .values(status=COMPLETED, winner_id=winner, completed_at=now, updated_at=now)
-            )
-            published += await advance_winner(db, await reload(db, match_id))
-        else:
-            await db.execute(matches.update().where(matches.c.id == match_id).values(scheduled_at=now))
-            match = await reload(db, match_id)
-            names = await usernames(db, [match.participant1_id, match.participant2_id])
-            published.append(events.match_scheduled(match, names))
-    return published
+    return chosen

@@ -53,6 +53,8 @@ class TournamentForm(CSRFForm):
     name = StringField("Name", [InputRequired("give the tournament a name")])
     public = BooleanField("Listed publicly", default=True)
     best_of = IntegerField("Best of", [Optional()], default=1)  # the service says which are allowed
+    format = StringField("Format", [Optional()], default="single_elimination")
+    rounds = IntegerField("Swiss rounds", [Optional()])  # empty: the format's default
 
 
 class RegisterForm(CSRFForm):

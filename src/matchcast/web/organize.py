@@ -26,8 +26,9 @@ from matchcast.db.tables import tournaments as tournaments_table
 from matchcast.db.tables import webhooks as webhooks_table
 from matchcast.ids import ID, path_id
 from matchcast.protocol import EVENT_TYPES
-from matchcast.services import brackets, disputes, matches, snapshots, tournaments, users, webhooks
+from matchcast.services import disputes, formats, matches, snapshots, tournaments, users, webhooks
 from matchcast.services.actors import Actor, is_organizer
+from matchcast.services.formats.base import MIN_PLAYERS
 from matchcast.web import forms, throttle
 from matchcast.web.pages import bracket_columns, live_token
 from matchcast.web.session import current_actor, flash, log_in, log_out
@@ -136,7 +137,7 @@ async def manage_page(
         "token": live_token(request, actor),
         "webhooks": await webhooks.list_webhooks(db, actor, tournament_id),
         "event_types": sorted(EVENT_TYPES),
-        "limits": (brackets.MIN_PLAYERS, brackets.MAX_PLAYERS),
+        "limits": (MIN_PLAYERS, formats.get(state["format"]).max_players),
         "error": error.message if error else None,
     }
     return render(request, "organize/tournament.html", context, STATUS.get(error.code, 400) if error else 200)
@@ -172,10 +173,14 @@ async def create_tournament(request: Request) -> Response:
             raise errors.invalid(forms.first_error(form))
         db = request.app.state.realtime.db
         best_of = 1 if form.best_of.data is None else form.best_of.data
-        tournament_id = await tournaments.create_tournament(db, actor, form.name.data, bool(form.public.data), best_of)
+        chosen = form.format.data or formats.DEFAULT
+        rounds = form.rounds.data if chosen == formats.SWISS else None  # the field stays filled in when hidden
+        tournament_id = await tournaments.create_tournament(
+            db, actor, form.name.data, bool(form.public.data), best_of, format=chosen, rounds=rounds
+        )
     except errors.DomainError as exc:
         return await index_page(request, actor, exc.message, STATUS.get(exc.code, 400))
-    flash(request, f"Tournament {form.name.data.strip()!r} created: register its players, then seed the bracket.")
+    flash(request, f"Tournament {form.name.data.strip()!r} created: register its players, then seed it.")
     return see_other(f"/organize/tournaments/{tournament_id}")
 
 

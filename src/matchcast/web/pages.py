@@ -26,7 +26,7 @@ from matchcast.ids import ID, path_id
 from matchcast.security import create_guest_token, create_user_token
 from matchcast.services import snapshots, tournaments
 from matchcast.services.actors import Actor, may_watch, may_watch_tournament
-from matchcast.services.brackets import round_name
+from matchcast.services.formats.single_elimination import knockout_name as round_name
 from matchcast.services.users import usernames
 from matchcast.web.session import current_actor
 from matchcast.web.templating import STATIC_DIR, error_page, render
