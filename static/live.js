@@ -4,10 +4,11 @@
 // the page carries, answers pings, applies events in id order (a jump in ids means something was
 // missed, so it resumes with ?last_event_id=), reconnects with exponential backoff and jitter
 // after a drop, and shows the connection state. The pages (data-kind on #live):
-//   tournament  the bracket and the match list;
+//   tournament  the bracket (or a round robin's cross table, a Swiss tournament's rounds), the
+//               standings of round robin and Swiss, and the match list;
 //   match       one match, plus a participant's controls, which act over the same socket;
 //   me          a player's own matches: one tournament room per tournament they play in;
-//   organize    the organizer's tournament page: match rows, the open disputes and their forms.
+//   organize    the organizer's tournament page: match rows, standings, the open disputes and their forms.
 // User data is only ever set as text (textContent), never HTML.
 (function () {
   "use strict";
@@ -24,6 +25,11 @@
   var ACTION_ANSWER_MS = 15000; // an action still unanswered after this is forgotten
   var RECENT_COMPLETED = 10; // as pages.RECENT_COMPLETED
   var RANK = { scheduled: 0, live: 1, completed: 2, cancelled: 2 };
+  var BRACKETS = ["main", "winners", "losers", "grand_final"]; // as services/formats/base.BRACKETS
+  // The bracket JSON's parts, titled as in double elimination (pages.PARTS): `rounds` is the
+  // winners bracket there, and the only bracket (or a table's rounds) in the other formats.
+  var PARTS = [["rounds", "Winners bracket"], ["losers", "Losers bracket"], ["grand_final", "Grand final"]];
+  var STANDING_CLASSES = ["", "player", "", "", "", "points"]; // the cells' classes, as the standings macro
   var CONFIRMED_BY = {
     opponent: "confirmed by the opponent",
     agreement: "both players reported it",
@@ -188,6 +194,7 @@
     if (!complete) {
       room.state = data.state;
       room.lastId = data.last_event_id;
+      if (room.kind === "tournament") inPlayOrder(room.state);
     }
     setConnection(room, "live"); // renders
   }
@@ -207,9 +214,14 @@
       if (room.kind === "tournament") applyBracket(room, d.bracket);
       return;
     }
+    if (type === "standings_updated") {
+      if (room.kind === "tournament") room.state.standings = d.standings;
+      return;
+    }
     var m = findMatch(room, d.match_id);
     if (m === null && type === "match_scheduled" && room.kind === "tournament") {
-      m = { id: d.match_id, tournament_id: d.tournament_id, round: d.round, position: 0, status: "scheduled",
+      // Its bracket is known once the bracket_updated that follows is applied.
+      m = { id: d.match_id, tournament_id: d.tournament_id, bracket: null, round: d.round, position: 0, status: "scheduled",
             is_bye: false, participant1_score: 0, participant2_score: 0, sequence: 0, winner_id: null,
             disputes: [], pending_report: null };
       room.state.matches.push(m);
@@ -266,15 +278,17 @@
     // so they only ever move a match forward, never back past newer events.
     var state = room.state;
     state.bracket = bracket;
-    bracket.rounds.forEach(function (column, index) {
+    var index = matchIndex(state);
+    eachColumn(state, function (column, bracketName) {
       column.matches.forEach(function (b) {
-        var m = findMatch(room, b.id);
-        if (m === null) {
-          m = { id: b.id, tournament_id: state.id, round: index + 1, sequence: 0, disputes: [], pending_report: null };
+        var m = index[b.id];
+        if (!m) {
+          m = { id: b.id, tournament_id: state.id, sequence: 0, disputes: [], pending_report: null };
           Object.keys(b).forEach(function (key) { m[key] = b[key]; });
           state.matches.push(m);
-          return;
         }
+        m.bracket = bracketName;
+        m.round = column.round;
         m.position = b.position;
         m.is_bye = b.is_bye;
         if (!m.participant1 && b.participant1) m.participant1 = b.participant1;
@@ -287,7 +301,32 @@
         }
       });
     });
-    state.matches.sort(function (a, b) { return a.round - b.round || a.position - b.position; });
+    inPlayOrder(state);
+  }
+
+  function inPlayOrder(state) {
+    // As pages.in_play_order: bracket by bracket (the snapshot's order is alphabetical), then round.
+    state.matches.sort(function (a, b) {
+      return BRACKETS.indexOf(a.bracket) - BRACKETS.indexOf(b.bracket) || a.round - b.round || a.position - b.position;
+    });
+  }
+
+  function bracketOf(state, key) {
+    // The matches' `bracket` of the bracket JSON's part `key`.
+    if (key === "rounds") return state.format === "double_elimination" ? "winners" : "main";
+    return key === "losers" ? "losers" : "grand_final";
+  }
+
+  function eachColumn(state, visit) {
+    PARTS.forEach(function (part) {
+      (state.bracket[part[0]] || []).forEach(function (column) { visit(column, bracketOf(state, part[0])); });
+    });
+  }
+
+  function matchIndex(state) {
+    var index = {};
+    state.matches.forEach(function (m) { index[m.id] = m; });
+    return index;
   }
 
   // -- markup helpers (the same markup as templates/_macros.html) ------------------------------
@@ -399,15 +438,33 @@
   }
 
   function roundNames(state) {
+    // "winners:2" -> "Winners round 2": the titles the bracket JSON gives each bracket's rounds.
     var names = {};
-    state.bracket.rounds.forEach(function (column, index) { names[index + 1] = String(column.name); });
+    eachColumn(state, function (column, bracketName) { names[bracketName + ":" + column.round] = String(column.name); });
     return names;
   }
 
+  function roundName(names, m) { return names[m.bracket + ":" + m.round] || "Round " + m.round; }
+
+  function isOver(state) {
+    // Whether the format's last match is decided: then the services mark the tournament completed.
+    var b = state.bracket, index = matchIndex(state);
+    var done = function (m) { return m.status === "completed" || m.status === "cancelled"; };
+    var lastRound = function (columns) {
+      var last = columns && columns.length ? columns[columns.length - 1].matches : [];
+      return last.map(function (entry) { return index[entry.id] || entry; });
+    };
+    if (state.format === "round_robin") return state.matches.length > 0 && state.matches.every(done);
+    if (state.format === "swiss") return b.rounds.length === state.rounds && lastRound(b.rounds).every(done);
+    var double = state.format === "double_elimination";
+    var final = lastRound(double ? b.grand_final : b.rounds);
+    if (final.length !== 1 || final[0].status !== "completed") return false;
+    // A grand final won by the losers bracket's player (side 2) is followed by the reset.
+    return !double || b.grand_final.length === 2 || (final[0].participant1 || {}).id === final[0].winner_id;
+  }
+
   function tournamentStatus(state) {
-    var final = state.matches.filter(function (m) { return !m.next_match_id && m.round === state.bracket.rounds.length; });
-    var done = final.length === 1 && final[0].status === "completed";
-    return done ? "completed" : (state.matches.length ? "running" : String(state.status));
+    return isOver(state) ? "completed" : (state.matches.length ? "running" : String(state.status));
   }
 
   function showStatus(state) {
@@ -421,14 +478,8 @@
   // -- the tournament page --------------------------------------------------------------------
 
   function renderTournament(state) {
-    var bracket = byId("bracket");
-    var rounds = state.bracket.rounds.map(function (column) {
-      var cards = column.matches.map(function (b) { return matchCard(findMatch(rooms[0], b.id) || b); });
-      return el("div", "round", [el("h3", "", [String(column.name)]), el("div", "round-matches", cards)]);
-    });
-    if (rounds.length === 0) rounds = [el("p", "empty", ["The bracket is not seeded yet."])];
-    bracket.replaceChildren.apply(bracket, rounds);
-
+    drawBracket(state);
+    drawStandings(state);
     var names = roundNames(state);
     var list = byId("match-list");
     var rows = state.matches.filter(function (m) { return !m.is_bye; }).map(function (m) {
@@ -436,7 +487,7 @@
       if (disputed(m)) status.push(" ", el("span", "flag", ["disputed"]));
       if (m.pending_report) status.push(" ", reportText(m));
       var row = el("tr", "status-" + m.status, [
-        el("td", "", [names[m.round] || "Round " + m.round]),
+        el("td", "", [roundName(names, m)]),
         el("td", sideClass(m, 1).trim(), [playerName(m, 1)]),
         el("td", "score", [score(m, 1, "–") + " : " + score(m, 2, "–")]),
         el("td", sideClass(m, 2).trim(), [playerName(m, 2)]),
@@ -448,6 +499,88 @@
     });
     list.replaceChildren.apply(list, rows);
     showStatus(state);
+  }
+
+  function drawBracket(state) {
+    // The markup of the drawing macro: a round robin's cross table, else the bracket's parts.
+    var box = byId("bracket");
+    var index = matchIndex(state);
+    var double = state.format === "double_elimination";
+    var parts;
+    if (state.matches.length === 0) {
+      parts = [el("p", "empty", ["The bracket is not seeded yet."])];
+    } else if (state.format === "round_robin") {
+      parts = [crossTable(state)];
+    } else {
+      parts = (double ? PARTS : PARTS.slice(0, 1)).filter(function (part) {
+        return (state.bracket[part[0]] || []).length > 0;
+      }).map(function (part) {
+        var columns = state.bracket[part[0]].map(function (column) {
+          var cards = column.matches.map(function (b) { return matchCard(index[b.id] || b); });
+          return el("div", "round", [el("h3", "", [String(column.name)]), el("div", "round-matches", cards)]);
+        });
+        var node = el("div", "bracket-part", (double ? [el("h2", "", [part[1]])] : []).concat(el("div", "bracket", columns)));
+        node.dataset.part = part[0];
+        return node;
+      });
+    }
+    box.replaceChildren.apply(box, parts);
+  }
+
+  function crossTable(state) {
+    // Players x players in rank order; a cell is the row player's side of their meeting.
+    var order = (state.standings || []).map(function (s) { return s.participant; });
+    var meetings = {};
+    state.matches.forEach(function (m) {
+      var one = player(m, 1), two = player(m, 2);
+      if (!one || !two) return;
+      meetings[one.id + ":" + two.id] = [m, 1];
+      meetings[two.id + ":" + one.id] = [m, 2];
+    });
+    var head = el("tr", "", [heading("col", "Player")].concat(order.map(function (p) { return heading("col", String(p.name)); })));
+    var rows = order.map(function (p) {
+      var cells = order.map(function (q) { return meeting(meetings[p.id + ":" + q.id]); });
+      var row = el("tr", "", [heading("row", String(p.name))].concat(cells));
+      row.dataset.participantId = String(p.id);
+      return row;
+    });
+    return el("div", "table-scroll", [el("table", "cross-table", [el("thead", "", [head]), el("tbody", "", rows)])]);
+  }
+
+  function heading(scope, text) {
+    var th = el("th", "", [text]);
+    th.scope = scope;
+    return th;
+  }
+
+  function meeting(found) {
+    if (!found) return el("td", "blank");
+    var m = found[0], n = found[1];
+    var outcome = m.winner_id ? (m.winner_id === player(m, n).id ? " win" : " loss") : "";
+    var played = m.status === "live" || m.status === "completed";
+    var cell = el("td", "meeting status-" + m.status + outcome, [
+      link("/matches/" + m.id, played ? score(m, n, "") + "–" + score(m, 3 - n, "") : "–"),
+    ]);
+    cell.dataset.matchId = String(m.id);
+    return cell;
+  }
+
+  function drawStandings(state) {
+    // Round robin and Swiss: the tiebreak columns are the ones the page's table head names.
+    var body = byId("standings");
+    if (!body || !state.standings || !state.standings.length) return;
+    var keys = Array.prototype.map.call(body.parentNode.querySelectorAll("th[data-tiebreak]"), function (th) {
+      return th.dataset.tiebreak;
+    });
+    var rows = state.standings.map(function (s) {
+      var values = [s.rank, s.participant.name, s.played, s.wins, s.losses, s.points].concat(keys.map(function (key) {
+        return key in (s.tiebreaks || {}) ? s.tiebreaks[key] : "";
+      }));
+      var row = el("tr", "", values.map(function (value, i) { return el("td", STANDING_CLASSES[i] || "", [String(value)]); }));
+      row.dataset.participantId = String(s.participant.id);
+      return row;
+    });
+    body.replaceChildren.apply(body, rows);
   }
 
   // -- the match page, and a participant's controls -------------------------------------------
@@ -772,7 +905,7 @@
   }
 
   function manageRow(m, names) {
-    var cells = [el("td", "", [String(m.id)]), el("td", "", [names[m.round] || "Round " + m.round])];
+    var cells = [el("td", "", [String(m.id)]), el("td", "", [roundName(names, m)])];
     var row = el("tr", "", cells.concat(matchCells(m), [el("td", "actions", matchActions(m))]));
     row.id = "match-" + m.id;
     row.dataset.matchId = String(m.id);
@@ -820,11 +953,13 @@
         row.replaceWith(manageRow(m, names)); // other actions fit now
       } else {
         var cells = row.children;
+        cells[1].textContent = roundName(names, m); // a match first known from match_scheduled gets its bracket's title
         matchCells(m).forEach(function (cell, i) { cells[2 + i].replaceWith(cell); });
       }
       byId("match-" + m.id).className = "status-" + m.status + (disputed(m) ? " disputed" : "");
     });
     renderDisputes(open);
+    drawStandings(state);
     showStatus(state);
   }
 

@@ -172,7 +172,6 @@ async def test_installed_wheel_serves_every_page_from_an_empty_directory(install
     await asyncio.to_thread(matchcast, "db", "upgrade")
     demo = json.loads((await asyncio.to_thread(matchcast, "demo", "--json")).stdout)
     tournament_id = demo["tournament_id"]
-    name = "Demo Cup " + demo["organizer"]["username"].removeprefix("demo-org-")
     match = next(m for m in demo["matches"] if m["participant1_id"] is not None)
     usernames = {player["id"]: player["username"] for player in demo["players"]}
 
@@ -182,6 +181,9 @@ async def test_installed_wheel_serves_every_page_from_an_empty_directory(install
         launched = server.process.args if server.process is not None else None  # our _launch, not the dev venv's
         assert isinstance(launched, list) and launched[0] == str(installed.matchcast), launched
         async with httpx.AsyncClient(base_url=server.http, timeout=HTTP_TIMEOUT) as http:
+            snapshot = await http.get(f"/api/tournaments/{tournament_id}")
+            assert snapshot.status_code == 200, snapshot.text
+            name = snapshot.json()["name"]
             pages = {
                 "/": [name, f'href="/tournaments/{tournament_id}"'],
                 f"/tournaments/{tournament_id}": [name, *usernames.values(), '<script src="/static/live.js"'],

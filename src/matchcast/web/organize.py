@@ -30,7 +30,7 @@ from matchcast.services import disputes, formats, matches, snapshots, tournament
 from matchcast.services.actors import Actor, is_organizer
 from matchcast.services.formats.base import MIN_PLAYERS
 from matchcast.web import forms, throttle
-from matchcast.web.pages import bracket_columns, live_token
+from matchcast.web.pages import drawing, live_token
 from matchcast.web.session import current_actor, flash, log_in, log_out
 from matchcast.web.templating import STATUS, error_page, render
 from matchcast.web.throttle import too_many
@@ -126,12 +126,11 @@ async def manage_page(
             request, error or errors.forbidden("only the tournament's organizer or a staff user may manage it")
         )
     state = await snapshots.tournament_snapshot(db, tournament_id)
-    columns = bracket_columns(state)
     players = await tournaments.registered_players(db, tournament_id)
     context = {
         "t": state,
+        **drawing(state),
         "players": players,
-        "round_names": {n + 1: column["name"] for n, column in enumerate(columns)},
         "open_disputes": [(m, d) for m in state["matches"] for d in m["disputes"]],
         "names": {p.id: p.username for p in players},
         "token": live_token(request, actor),

@@ -24,9 +24,9 @@ from matchcast.db import tables
 from matchcast.db.database import Database
 from matchcast.ids import ID, path_id
 from matchcast.security import create_guest_token, create_user_token
-from matchcast.services import snapshots, tournaments
+from matchcast.services import formats, snapshots, tournaments
 from matchcast.services.actors import Actor, may_watch, may_watch_tournament
-from matchcast.services.formats.single_elimination import knockout_name as round_name
+from matchcast.services.formats.base import BRACKETS, GRAND_FINAL, LOSERS, MAIN, WINNERS
 from matchcast.services.users import usernames
 from matchcast.web.session import current_actor
 from matchcast.web.templating import STATIC_DIR, error_page, render
@@ -55,13 +55,90 @@ def side_of(viewer: Actor | None, state: dict[str, Any]) -> int | None:
     return None
 
 
-def bracket_columns(state: dict[str, Any]) -> list[dict[str, Any]]:
-    """The bracket's rounds, each with the full match views (scores, disputes) of its matches."""
+FORMAT_NAMES = {
+    formats.SINGLE_ELIMINATION: "Single elimination",
+    formats.DOUBLE_ELIMINATION: "Double elimination",
+    formats.ROUND_ROBIN: "Round robin",
+    formats.SWISS: "Swiss",
+}
+# The standings' tiebreak columns, in the order the contract breaks ties ("Formats"); known
+# before any standing exists, so a page seeded while open gets the same columns.
+TIEBREAKS = {
+    formats.ROUND_ROBIN: (("head_to_head", "Head-to-head"), ("game_difference", "Game difference")),
+    formats.SWISS: (("buchholz", "Buchholz"), ("game_difference", "Game difference")),
+}
+# Where the bracket JSON keeps each bracket's rounds; `rounds` is the winners bracket in double
+# elimination, else the only bracket (or the rounds of a table). The titles are live.js's PARTS.
+PARTS = (("rounds", "Winners bracket"), ("losers", "Losers bracket"), ("grand_final", "Grand final"))
+
+
+def format_label(state: dict[str, Any]) -> str:
+    """What the page heads say about the format: "Double elimination", "Swiss · 4 rounds"."""
+    label = FORMAT_NAMES[state["format"]]
+    return f"{label} · {state['rounds']} rounds" if state["format"] == formats.SWISS and state["rounds"] else label
+
+
+def bracket_of(state: dict[str, Any], key: str) -> str:
+    """The matches' `bracket` value of the bracket JSON's `key`."""
+    if key == "rounds":
+        return WINNERS if state["format"] == formats.DOUBLE_ELIMINATION else MAIN
+    return LOSERS if key == "losers" else GRAND_FINAL
+
+
+def bracket_parts(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The brackets to draw, each {"key", "title", "columns"}: a column per round, with the full
+    match views (scores, disputes). Double elimination has three titled parts (none empty), the
+    other formats one untitled part (the rounds of a Swiss table, say)."""
     by_id = {m["id"]: m for m in state["matches"]}
-    return [
-        {"name": column["name"], "matches": [by_id[m["id"]] for m in column["matches"] if m["id"] in by_id]}
-        for column in state["bracket"]["rounds"]
-    ]
+    double = state["format"] == formats.DOUBLE_ELIMINATION
+    parts = []
+    for key, title in PARTS if double else PARTS[:1]:
+        columns = [
+            {"name": c["name"], "matches": [by_id[m["id"]] for m in c["matches"] if m["id"] in by_id]}
+            for c in state["bracket"].get(key, [])
+        ]
+        if columns:
+            parts.append({"key": key, "title": title if double else "", "columns": columns})
+    return parts
+
+
+def round_names(state: dict[str, Any]) -> dict[tuple[str, int], str]:
+    """Each round's title by (bracket, round), from the bracket JSON: the match lists' labels."""
+    return {
+        (bracket_of(state, key), column["round"]): column["name"]
+        for key, _ in PARTS
+        for column in state["bracket"].get(key, [])
+    }
+
+
+def in_play_order(matches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Bracket by bracket (winners, losers, grand final), then round and position."""
+    return sorted(matches, key=lambda m: (BRACKETS.index(m["bracket"]), m["round"], m["position"]))
+
+
+def cross_table(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Round robin: a row per player in rank order, each with a cell per player in that same
+    order: {"match", "side"} (the row player's side in the match between them), or None."""
+    meetings: dict[tuple[int, int], dict[str, Any]] = {}
+    for m in state["matches"]:
+        if m["participant1"] and m["participant2"]:
+            one, two = m["participant1"]["id"], m["participant2"]["id"]
+            meetings[one, two] = {"match": m, "side": 1}
+            meetings[two, one] = {"match": m, "side": 2}
+    order = [s["participant"] for s in state.get("standings", [])]
+    return [{"player": p, "cells": [meetings.get((p["id"], q["id"])) for q in order]} for p in order]
+
+
+def drawing(state: dict[str, Any]) -> dict[str, Any]:
+    """What the tournament and organizer pages need to draw any format (templates/_macros.html)."""
+    return {
+        "format_label": format_label(state),
+        "parts": bracket_parts(state),
+        "round_names": round_names(state),
+        "matches": in_play_order(state["matches"]),
+        "cross_table": cross_table(state) if state["format"] == formats.ROUND_ROBIN else [],
+        "tiebreaks": TIEBREAKS.get(state["format"], ()),
+    }
 
 
 async def require_watchable(db: Database, viewer: Actor | None, tournament_id: int) -> None:
@@ -86,11 +163,9 @@ async def tournament(request: Request) -> Response:
         state = await snapshots.tournament_snapshot(rt.db, tournament_id)
     except errors.DomainError as exc:
         return error_page(request, exc)
-    columns = bracket_columns(state)
     context = {
         "t": state,
-        "columns": columns,
-        "round_names": {n + 1: column["name"] for n, column in enumerate(columns)},
+        **drawing(state),
         "players": await tournaments.registered_players(rt.db, state["id"]),
         "token": live_token(request, viewer),
         "can_manage": may_manage(viewer, state["organizer_id"]),
@@ -107,11 +182,9 @@ async def match(request: Request) -> Response:
     except errors.DomainError as exc:
         return error_page(request, exc)
     parent = await tournaments.get_tournament(rt.db, state["tournament_id"])
-    rounds = len((await snapshots.bracket(rt.db, parent.id))["rounds"])
     context = {
         "m": state,
         "tournament": parent,
-        "round_name": round_name(state["round"], rounds),
         "names": {p["id"]: p["name"] for p in (state["participant1"], state["participant2"]) if p},
         "token": live_token(request, viewer),
         "can_manage": may_manage(viewer, parent.organizer_id),
