@@ -3,7 +3,7 @@
 Two players and the organizer, each in a browser context of their own and logged in through
 /login, plus a guest: A reports, B sees it live and disputes it, the organizer sees the dispute
 arrive and resolves it with the final score, and everyone sees the match completed and the
-bracket advance, none of them reloading. Also takes docs/participant.png.
+bracket advance, none of them reloading. Also takes docs/participant.png and docs/organizer.png.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from tests.support.server import RunningServer, running_server
 from tests.support.server import test_settings as settings_with  # not a test
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "participant.png"
+ORGANIZER_SCREENSHOT = SCREENSHOT.with_name("organizer.png")
 NOT_RELOADED = "() => { window.notReloaded = true; }"
 COUNTDOWN = re.compile(r"^\d+:\d\d$")
 
@@ -142,6 +143,8 @@ async def test_report_dispute_and_resolve_with_two_players_an_organizer_and_a_gu
         await expect(form).to_contain_text("I won the deciding game, see the replay")
         await expect(form).to_contain_text(f"reported by {name_b}")
         assert await manage.evaluate("window.notReloaded") is True
+        await manage.screenshot(path=str(ORGANIZER_SCREENSHOT), animations="disabled", full_page=True)
+        assert ORGANIZER_SCREENSHOT.stat().st_size > 10_000
 
         # The organizer rules: B won 1-0 (participant 2).
         await form.locator("input[name=resolution]").fill("replay checked: Kestrel's game counts")

@@ -1,4 +1,5 @@
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,11 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from matchcast.db.database import MIGRATIONS, sync_url, upgrade
+from matchcast.db.database import MIGRATIONS, connected, sync_url, upgrade
 from matchcast.db.tables import metadata
+from matchcast.services import matches, snapshots
+from matchcast.services.actors import load_actor
+from matchcast.services.publisher import DiscardingPublisher
 from tests.support.databases import fresh_postgres_database_sync, sqlite_url
 
 
@@ -63,3 +67,63 @@ def test_upgrade_keeps_existing_rows(database_url: str) -> None:
     with engine.connect() as connection:
         assert connection.execute(sa.select(users.c.username)).scalars().all() == ["kept"]
     engine.dispose()
+
+
+async def test_a_single_elimination_tournament_seeded_before_formats_plays_on_after_0004(empty_url: str) -> None:
+    """Rows written by the 0003 schema (no format, no bracket column) become a single-elimination
+    tournament in the `main` bracket, whose next match fills and schedules as before."""
+    upgrade(empty_url, "0003")
+    engine = sa.create_engine(sync_url(empty_url), poolclass=sa.pool.NullPool)
+    now = datetime(2026, 1, 1, 12, 0)
+    with engine.begin() as connection:
+        for user_id, username in enumerate(("org", "p1", "p2", "p3", "p4"), start=1):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO users (id, username, password_hash, is_staff, created_at)"
+                    " VALUES (:id, :username, 'x', false, :now)"
+                ),
+                {"id": user_id, "username": username, "now": now},
+            )
+        connection.execute(
+            sa.text(
+                "INSERT INTO tournaments (id, name, organizer_id, is_public, status, best_of, created_at)"
+                " VALUES (1, 'Old Cup', 1, true, 'running', 1, :now)"
+            ),
+            {"now": now},
+        )
+        # The final first (the semifinals point at it), then semifinal 1 completed (p1 placed in
+        # the final) and semifinal 2 live.
+        insert_match = sa.text(
+            "INSERT INTO matches (id, tournament_id, round, position, participant1_id, participant2_id,"
+            " participant1_score, participant2_score, sequence, status, winner_id, is_bye, next_match_id,"
+            " next_slot, scheduled_at, created_at, updated_at) VALUES (:id, 1, :round, :position, :p1, :p2,"
+            " :s1, :s2, 0, :status, :winner, false, :next, :slot, :scheduled, :now, :now)"
+        )
+        rows: list[dict[str, Any]] = [
+            {"id": 3, "round": 2, "position": 0, "p1": 2, "p2": None, "next": None, "slot": None, "scheduled": None},
+            {"id": 1, "round": 1, "position": 0, "p1": 2, "p2": 3, "status": "completed", "winner": 2, "s1": 1},
+            {"id": 2, "round": 1, "position": 1, "p1": 4, "p2": 5, "status": "live"},
+        ]
+        for row in rows:
+            defaults = {"s1": 0, "s2": 0, "status": "scheduled", "winner": None, "next": 3, "scheduled": now}
+            connection.execute(insert_match, {**defaults, "slot": row["position"] + 1, **row, "now": now})
+    engine.dispose()
+
+    upgrade(empty_url)
+    async with connected(empty_url) as db:
+        state = await snapshots.tournament_snapshot(db, 1)
+        assert (state["format"], state["rounds"]) == ("single_elimination", None)
+        assert {m["id"]: m["bracket"] for m in state["matches"]} == {1: "main", 2: "main", 3: "main"}
+        assert [c["name"] for c in state["bracket"]["rounds"]] == ["Semifinals", "Final"]
+        organizer = await load_actor(db, 1)
+        publisher = DiscardingPublisher()
+        await matches.update_score(db, publisher, organizer, 2, 0, 1)
+        await matches.complete_match(db, publisher, organizer, 2)
+        final = await snapshots.match_snapshot(db, 3)
+        assert (final["participant1"], final["participant2"]) == ({"id": 2, "name": "p1"}, {"id": 5, "name": "p4"})
+        assert final["scheduled_at"] is not None and final["round_name"] == "Final"
+        assert [e.type for e in publisher.published][-3:] == [
+            "match_completed",
+            "match_scheduled",
+            "bracket_updated",
+        ]
