@@ -3,6 +3,7 @@ in order, the progression the format promises, standings, best-of-N checks, refu
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from typing import Any
@@ -238,3 +239,40 @@ async def test_best_of_1_running_scores_are_the_games_points(
     t, match = await factory.live_match(2)
     scored = await update_score(db, publisher, t.players[1], match.id, 7, 12)
     assert (scored.participant1_score, scored.participant2_score) == (7, 12)
+
+
+async def complete_at_once(db: Database, publisher: DiscardingPublisher, t: Tournament, ids: list[int]) -> None:
+    """Start and score the matches, then complete them all concurrently (separate connections and
+    transactions on PostgreSQL): what two organizers, or two confirmations, do at the same moment."""
+    for match_id in ids:
+        await start_match(db, publisher, t.organizer, match_id)
+        await update_score(db, publisher, t.organizer, match_id, 1, 0)
+    await asyncio.gather(*(complete_match(db, publisher, t.organizer, match_id) for match_id in ids))
+
+
+async def test_a_swiss_round_completed_at_once_is_paired_exactly_once(
+    db: Database, factory: Factory, publisher: DiscardingPublisher
+) -> None:
+    t = await factory.seeded(8, format="swiss", rounds=2)
+    first = [m.id for m in scheduled_ready(await matches.matches_of(db, t.id))]
+    assert len(first) == 4
+    await complete_at_once(db, publisher, t, first)
+    second = [m for m in await matches.matches_of(db, t.id) if m.round == 2]
+    assert len(second) == 4, [(m.id, m.participant1_id, m.participant2_id) for m in second]
+    paired = [p for m in second for p in (m.participant1_id, m.participant2_id)]
+    assert sorted(paired) == sorted(p.user_id for p in t.players)
+    scheduled = [e.data["match_id"] for e in publisher.published if e.type == "match_scheduled"]
+    assert sorted(scheduled[4:]) == sorted(m.id for m in second)  # once each, after round 1's four
+
+
+async def test_two_winners_bracket_losses_at_once_both_reach_the_losers_bracket(
+    db: Database, factory: Factory, publisher: DiscardingPublisher
+) -> None:
+    t = await factory.seeded(4, format="double_elimination")
+    first = [m for m in scheduled_ready(await matches.matches_of(db, t.id))]
+    await complete_at_once(db, publisher, t, [m.id for m in first])
+    (dropped,) = [m for m in await matches.matches_of(db, t.id) if m.bracket == "losers" and m.round == 1]
+    assert {dropped.participant1_id, dropped.participant2_id} == {m.participant2_id for m in first}
+    assert dropped.scheduled_at is not None
+    scheduled = [e.data["match_id"] for e in publisher.published if e.type == "match_scheduled"]
+    assert scheduled.count(dropped.id) == 1
