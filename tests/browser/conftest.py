@@ -13,6 +13,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from tests.support.databases import sqlite_url
+from tests.support.factories import PASSWORD
 from tests.support.server import RunningServer, running_server, test_settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -78,3 +79,25 @@ async def wait_until_true(page: Page, expression: str, timeout_ms: int = TIMEOUT
             await asyncio.sleep(0.05)  # the poll interval of this bounded poll
 
     await asyncio.wait_for(check(), timeout_ms / 1000)
+
+
+NOT_RELOADED = "() => { window.notReloaded = true; }"  # still true at the end: the page never reloaded
+
+
+async def open_live(context: BrowserContext, path: str) -> Page:
+    """A page of `path` whose socket is live, marked so that a reload would show."""
+    page = await context.new_page()
+    await page.set_viewport_size({"width": 1200, "height": 1000})
+    await page.goto(path)
+    await expect(page.locator("#connection-state")).to_have_text("live")
+    await page.evaluate(NOT_RELOADED)
+    return page
+
+
+async def log_in(page: Page, server: RunningServer, username: str, lands_on: str) -> None:
+    """Log `page`'s context in through the login form."""
+    await page.goto("/login")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button:text('Log in')")
+    await expect(page).to_have_url(server.http + lands_on)

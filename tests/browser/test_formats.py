@@ -12,21 +12,11 @@ from typing import Any
 from playwright.async_api import BrowserContext, Page, expect
 
 from matchcast.services import matches, tournaments
-from tests.support.factories import PASSWORD
+from tests.browser.conftest import NOT_RELOADED, log_in, open_live
 from tests.support.server import RunningServer
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-NOT_RELOADED = "() => { window.notReloaded = true; }"
 PLAYERS = ("Nova", "Kestrel", "Hexagon", "Lumen", "Zephyr", "Quill", "Onyx", "Ravager")
-
-
-async def open_live(context: BrowserContext, path: str) -> Page:
-    page = await context.new_page()
-    await page.set_viewport_size({"width": 1200, "height": 1000})
-    await page.goto(path)
-    await expect(page.locator("#connection-state")).to_have_text("live")
-    await page.evaluate(NOT_RELOADED)
-    return page
 
 
 async def play(server: RunningServer, organizer: Any, match_id: int, score1: int, score2: int) -> None:
@@ -55,11 +45,7 @@ async def named_tournament(server: RunningServer, name: str, players: int, **opt
 
 async def logged_in_page(context: BrowserContext, server: RunningServer, username: str, path: str) -> Page:
     page = await context.new_page()
-    await page.goto("/login")
-    await page.fill("input[name=username]", username)
-    await page.fill("input[name=password]", PASSWORD)
-    await page.click("button:text('Log in')")
-    await expect(page).to_have_url(server.http + "/organize/")
+    await log_in(page, server, username, "/organize/")
     await page.goto(path)
     await expect(page.locator("#connection-state")).to_have_text("live")
     await page.evaluate(NOT_RELOADED)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, BrowserContext, expect
 
 from matchcast.services import matches, results, tournaments
-from tests.browser.conftest import new_context
+from tests.browser.conftest import NOT_RELOADED, log_in, new_context, open_live
 from tests.support.databases import sqlite_url
 from tests.support.factories import PASSWORD
 from tests.support.server import RunningServer, running_server
@@ -22,7 +22,6 @@ from tests.support.server import test_settings as settings_with  # not a test
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "participant.png"
 ORGANIZER_SCREENSHOT = SCREENSHOT.with_name("organizer.png")
-NOT_RELOADED = "() => { window.notReloaded = true; }"
 COUNTDOWN = re.compile(r"^\d+:\d\d$")
 
 
@@ -30,22 +29,9 @@ async def logged_in(browser: Browser, server: RunningServer, username: str, land
     """A browser context of its own, logged in through the login form."""
     context = await new_context(browser, server)
     page = await context.new_page()
-    await page.goto("/login")
-    await page.fill("input[name=username]", username)
-    await page.fill("input[name=password]", PASSWORD)
-    await page.click("button:text('Log in')")
-    await expect(page).to_have_url(server.http + lands_on)
+    await log_in(page, server, username, lands_on)
     await page.close()
     return context
-
-
-async def open_live(context: BrowserContext, path: str) -> Page:
-    page = await context.new_page()
-    await page.set_viewport_size({"width": 1200, "height": 1000})
-    await page.goto(path)
-    await expect(page.locator("#connection-state")).to_have_text("live")
-    await page.evaluate(NOT_RELOADED)
-    return page
 
 
 async def test_report_dispute_and_resolve_with_two_players_an_organizer_and_a_guest(
