@@ -119,6 +119,8 @@ BAD_VALUES = [
     ("DEADLINE_MAX_SLEEP", "0"),
     ("VIEWERS_INTERVAL_MS", "10"),
     ("WEBHOOK_ALLOW_PRIVATE", "perhaps"),
+    ("DATABASE_POOL_SIZE", "0"),
+    ("DATABASE_POOL_SIZE", "many"),
 ]
 
 
@@ -201,3 +203,8 @@ def test_viewers_interval_refusals_name_the_variable(tmp_path: Path, raw: str) -
 def test_confirm_timeout_refusals_name_the_variable(tmp_path: Path, raw: str) -> None:
     with pytest.raises(SettingsError, match="MATCHCAST_CONFIRM_TIMEOUT"):
         from_env(tmp_path, CONFIRM_TIMEOUT=raw)
+
+
+def test_the_database_pool_size(tmp_path: Path) -> None:
+    assert from_env(tmp_path).database_pool_size == 10
+    assert from_env(tmp_path, DATABASE_POOL_SIZE="3").database_pool_size == 3

@@ -55,7 +55,7 @@ async def database_unavailable(conn: Request | WebSocket, exc: Exception) -> Res
 
 def create_app(settings: Settings, migrate: bool = True) -> Starlette:
     redact_tokens()
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, settings.database_pool_size)
     metrics = Metrics()
     broker = BroadcastBroker(settings.broadcast_url, settings.channel_prefix)
     hub = Hub(settings, db, broker, metrics, refresh=functools.partial(freshness.refresh, db))

@@ -69,6 +69,8 @@ class Settings:
     # Prefix of broker channel names, so deployments (or test runs) sharing one Redis or
     # PostgreSQL never hear each other's rooms.
     channel_prefix: str = ""
+    # Database connections one process uses at most; requests past it wait for one to come back.
+    database_pool_size: int = 10
 
     def __post_init__(self) -> None:
         if not self.session_secret:
@@ -223,4 +225,5 @@ _PARSERS = {
     "LOGIN_RATE_LIMIT": _rate_limit,
     "SESSION_COOKIE_SECURE": _bool,
     "WEBHOOK_ALLOW_PRIVATE": _bool,
+    "DATABASE_POOL_SIZE": _int_in(1, 1000),
 }

@@ -1,14 +1,16 @@
-"""SQLite connections are kept between uses, never handed on inside a transaction, closed on disconnect."""
+"""SQLite connections: at most the pool size in use (past it, acquirers wait), kept between uses,
+never handed on inside a transaction, closed on disconnect; writers and readers never deadlock."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from matchcast.db.database import ReusingSQLitePool, connected, upgrade
+from matchcast.db.database import Database, ReusingSQLitePool, connected, upgrade
 from matchcast.db.tables import users
 from tests.support.databases import sqlite_url
 
@@ -34,7 +36,7 @@ async def test_queries_and_transactions_reuse_kept_connections(url: str) -> None
             async with db.write():
                 await db.fetch_val(users.select().limit(1))
         opened = sqlite_threads() - before
-        assert 1 <= len(opened) <= ReusingSQLitePool.KEEP
+        assert 1 <= len(opened) <= 2  # a reader's and the writer's, each reused
         assert all(thread.daemon for thread in opened)
 
     def join_all() -> None:
@@ -55,12 +57,74 @@ async def test_concurrent_readers_get_connections_of_their_own(url: str) -> None
                 await all_holding.wait()  # the 8 connections are in use at once
 
         await asyncio.wait_for(asyncio.gather(*(read() for _ in range(8))), 10)
-        assert len(db._backend._pool._idle) == ReusingSQLitePool.KEEP  # the rest were closed
+        assert len(pool_of(db)._idle) == 8  # all kept: there are never more than the pool size
+
+
+async def test_readers_past_the_pool_size_wait_for_a_connection_and_none_fails(url: str) -> None:
+    before = sqlite_threads()
+    async with connected(url, pool_size=3) as db:
+        most = 0
+        in_use = 0
+
+        async def read() -> None:
+            nonlocal most, in_use
+            async with db.connection() as connection:
+                in_use += 1
+                most = max(most, in_use)
+                await connection.fetch_val("SELECT 1")
+                await asyncio.sleep(0.001)  # hold it a moment, so the others queue
+                in_use -= 1
+
+        await asyncio.wait_for(asyncio.gather(*(read() for _ in range(200))), 20)
+        assert most == 3
+        assert len(sqlite_threads() - before) == 3
+        assert len(pool_of(db)._idle) == 3
+
+
+async def test_writers_and_readers_holding_connections_never_deadlock_on_a_pool_of_two(database_url: str) -> None:
+    # The hazard: every pooled connection held by tasks waiting for the write lock (a write
+    # inside a connection block), while the lock's holder waits for a connection. The holder
+    # takes the connection reserved for the writer instead.
+    async with connected(database_url, pool_size=2) as db:
+        count = 0
+
+        async def write(n: int) -> None:
+            nonlocal count
+            async with db.write():
+                await db.execute(
+                    users.insert().values(
+                        username=f"u{n}", password_hash="x", is_staff=False, created_at=datetime(2026, 1, 1)
+                    )
+                )
+                count += 1
+
+        async def read_then_write(n: int) -> None:
+            async with db.connection():  # holds a pooled connection while it queues for the lock
+                await db.fetch_val("SELECT count(*) FROM users")
+                await write(n)
+
+        async def write_one(n: int) -> None:
+            await db.write_one(users.update().where(users.c.username == f"u{n}").values(is_staff=True))
+
+        async def read() -> None:
+            await db.fetch_all(users.select())
+
+        work = [read_then_write(n) for n in range(40)]
+        work += [write(100 + n) for n in range(40)] + [write_one(n) for n in range(40)] + [read() for _ in range(40)]
+        await asyncio.wait_for(asyncio.gather(*work), 20)
+        assert count == 80
+        assert await db.fetch_val("SELECT count(*) FROM users") == 80
+
+
+def pool_of(db: Database) -> ReusingSQLitePool:
+    pool = db._sqlite_pool
+    assert pool is not None
+    return pool
 
 
 async def test_a_connection_given_back_inside_a_transaction_is_closed_not_kept(url: str) -> None:
     async with connected(url) as db:
-        pool = db._backend._pool
+        pool = pool_of(db)
         connection = await pool.acquire()
         await connection.execute("BEGIN IMMEDIATE")
         await connection.execute(

@@ -26,6 +26,8 @@ log = logging.getLogger("matchcast.db")
 # What each driver raises when an insert breaks a unique constraint (databases passes them through).
 UNIQUE_VIOLATIONS = (sqlite3.IntegrityError, asyncpg.UniqueViolationError)
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Connections one process uses at most (SQLite: plus one for the writer): requests past it wait.
+DEFAULT_POOL_SIZE = 10
 BEGIN_IMMEDIATE, COMMIT, ROLLBACK = (Prepared(sa.text(sql)) for sql in ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"))
 
 
@@ -39,23 +41,45 @@ def iso(value: datetime | None) -> str | None:
 
 
 class ReusingSQLitePool(SQLitePool):
-    """Keeps a few SQLite connections open between uses.
+    """At most `size` SQLite connections in use, kept open between uses.
 
-    databases' own SQLite pool opens a new aiosqlite connection, with a thread of its own, on
-    every acquire and closes it on release: that was over a third of the CPU of a score update. This
-    one hands out an idle connection when it has one. A connection given back inside a
-    transaction (its ROLLBACK was cancelled) is closed, which rolls the transaction back.
+    databases' own SQLite pool opens a new aiosqlite connection, with a thread of its own and
+    three files (the database, its WAL and its shared memory), on every acquire, without bound: a
+    burst of 1000 requests made 1000 threads and 3000 open files, and requests failed once the
+    process ran out of files. Here a request past `size` waits (in arrival order) for a connection
+    to come back. Connections are kept between uses: opening one was over a third of the CPU of a
+    score update. A connection given back inside a transaction (its ROLLBACK was cancelled) is
+    closed, which rolls the transaction back.
+
+    One connection more is reserved for `writer`, the task holding the process's write lock
+    (Database.write): tasks that hold a connection and then wait for that lock must never keep
+    the lock's holder from getting one, or all would wait for ever.
     """
 
-    KEEP = 4  # more than the writer and a few concurrent readers never wait for a thread
-
-    def __init__(self, url: DatabaseURL, **options: Any) -> None:
+    def __init__(self, url: DatabaseURL, size: int = DEFAULT_POOL_SIZE, **options: Any) -> None:
         super().__init__(url, **options)
+        self.size = size
+        self.writer: asyncio.Task[Any] | None = None
+        self._slots = asyncio.Semaphore(size)  # first come, first served
+        self._reserved: aiosqlite.Connection | None = None  # the writer's, when it has one
         self._idle: list[aiosqlite.Connection] = []
 
     async def acquire(self) -> aiosqlite.Connection:
-        if self._idle:
-            return self._idle.pop()
+        reserved = self.writer is not None and self.writer is asyncio.current_task()
+        if not reserved:
+            await self._slots.acquire()
+        try:
+            connection = self._idle.pop() if self._idle else await self._open()
+        except BaseException:
+            if not reserved:
+                self._slots.release()
+            raise
+        if reserved:
+            assert self._reserved is None, "the writer holds one connection at a time (databases: one per task)"
+            self._reserved = connection
+        return connection
+
+    async def _open(self) -> aiosqlite.Connection:
         connection = aiosqlite.connect(database=self._database, isolation_level=None, **self._options)
         # A kept connection's thread waits for work for ever: as a daemon it cannot keep a
         # process from exiting whose Database was never disconnected (a forced shutdown).
@@ -64,10 +88,16 @@ class ReusingSQLitePool(SQLitePool):
         return connection
 
     async def release(self, connection: aiosqlite.Connection) -> None:
-        if len(self._idle) < self.KEEP and _reusable(connection):
-            self._idle.append(connection)
-        else:
-            await super().release(connection)  # closes it
+        try:
+            if _reusable(connection):
+                self._idle.append(connection)
+            else:
+                await super().release(connection)  # closes it
+        finally:
+            if connection is self._reserved:
+                self._reserved = None
+            else:
+                self._slots.release()
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
@@ -86,16 +116,18 @@ class Database(databases.Database):
     """`databases.Database` plus `write()`, the one way services open a write transaction, and
     compiled SQL reused across executions (db/compiled.py)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> None:
         self.is_sqlite = url.startswith("sqlite")
         # A generous busy timeout lets writers of other processes (the command line) wait
-        # instead of failing.
-        super().__init__(url, **({"timeout": 30} if self.is_sqlite else {"min_size": 1, "max_size": 10}))
+        # instead of failing. asyncpg's pool, like ours, makes acquires past max_size wait.
+        super().__init__(url, **({"timeout": 30} if self.is_sqlite else {"min_size": 1, "max_size": pool_size}))
         self._write_lock = asyncio.Lock()  # this process's writers queue here (SQLite)
         self.compiled = CompiledCache()
+        self._sqlite_pool: ReusingSQLitePool | None = None
         if self.is_sqlite:  # databases 0.9 has no option for this: its backend's pool is replaced
             backend = self._backend
-            backend._pool = ReusingSQLitePool(backend._database_url, **backend._options)
+            self._sqlite_pool = ReusingSQLitePool(backend._database_url, pool_size, **backend._options)
+            backend._pool = self._sqlite_pool
 
     async def connect(self) -> None:
         await super().connect()
@@ -105,7 +137,8 @@ class Database(databases.Database):
     async def disconnect(self) -> None:
         await super().disconnect()
         if self.is_sqlite:
-            await self._backend._pool.close()  # the kept connections and their threads
+            assert self._sqlite_pool is not None
+            await self._sqlite_pool.close()  # the kept connections and their threads
 
     # Statements go through the compiled cache; with `values`, databases changes the statement
     # itself (query.values(...)), so those are left as they are.
@@ -138,7 +171,7 @@ class Database(databases.Database):
             async with self.transaction():
                 yield
             return
-        async with self._write_lock, self.connection() as connection:
+        async with self._write_lock, self._as_writer(), self.connection() as connection:
             await connection.execute(BEGIN_IMMEDIATE())
             try:
                 yield
@@ -156,14 +189,24 @@ class Database(databases.Database):
         """
         if not self.is_sqlite:
             return await self.fetch_one(query)
-        async with self._write_lock:
+        async with self._write_lock, self._as_writer():
             return await self.fetch_one(query)
+
+    @asynccontextmanager
+    async def _as_writer(self) -> AsyncIterator[None]:
+        """The write lock's holder takes the pool's reserved connection (ReusingSQLitePool)."""
+        assert self._sqlite_pool is not None
+        self._sqlite_pool.writer = asyncio.current_task()
+        try:
+            yield
+        finally:
+            self._sqlite_pool.writer = None
 
 
 @asynccontextmanager
-async def connected(url: str) -> AsyncIterator[Database]:
+async def connected(url: str, pool_size: int = DEFAULT_POOL_SIZE) -> AsyncIterator[Database]:
     """A connected Database for one piece of work (the command line, tests)."""
-    db = Database(url)
+    db = Database(url, pool_size)
     await db.connect()
     try:
         yield db
