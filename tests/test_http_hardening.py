@@ -20,8 +20,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from matchcast.security import create_guest_token
+from matchcast.services import matches
+from tests.support.databases import sqlite_url
 from tests.support.processes import MATCHCAST, ROOT, ServerProcess
-from tests.support.server import TEST_SECRET
+from tests.support.server import TEST_SECRET, running_server
+from tests.support.server import test_settings as settings_for_tests
+from tests.support.sse import open_stream
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -168,3 +172,132 @@ async def test_a_burst_of_requests_waits_for_a_bounded_number_of_sqlite_connecti
         assert "Traceback" not in server.log()
     finally:
         await server.stop()
+
+
+# -- 2. a request head must arrive within MATCHCAST_REQUEST_HEAD_TIMEOUT --------------------------
+
+HEAD_TIMEOUT = 1.0
+ATTACKERS = 300  # more than the server's open-files limit below lets it hold at once
+PARTIAL_HEAD = b"GET /healthz HTTP/1.1\r\nHost: attacker\r\nX-Padding: "
+
+
+async def attacker(port: int, kind: int, closed: list[tuple[float, bytes]]) -> None:
+    """One connection that never completes its head: half sent at once, dripped a byte at a time
+    (each byte used to restart uvicorn's only clock), or nothing at all. Records when the server
+    closed it, and what it said."""
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    began = loop.time()
+
+    async def drip() -> None:
+        for byte in PARTIAL_HEAD + b"x" * 1000:
+            writer.write(bytes([byte]))
+            await asyncio.sleep(0.1)  # the drip's pace; the task ends when the server closes
+
+    dripping = asyncio.create_task(drip()) if kind == 1 else None
+    if kind == 0:
+        writer.write(PARTIAL_HEAD)
+    try:
+        try:
+            answer = await asyncio.wait_for(reader.read(), 30)  # until the server closes
+        except ConnectionResetError:  # closed while bytes we sent were still unread: a reset
+            answer = b""
+        closed.append((loop.time() - began, answer))
+    finally:
+        if dripping is not None:
+            dripping.cancel()
+        writer.close()
+
+
+async def served(url: str, seconds: float) -> float:
+    """How long until `url` answers 200 (retrying refused or dropped connections)."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    async with httpx.AsyncClient(timeout=5) as http:
+        while loop.time() - began < seconds:
+            try:
+                if (await http.get(url)).status_code == 200:
+                    return loop.time() - began
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)  # the retry pace, bounded by `seconds`
+    raise TimeoutError(f"{url} not served within {seconds:g} s")
+
+
+async def test_half_sent_request_heads_are_closed_and_others_are_served(tmp_path: Path) -> None:
+    env = base_env(tmp_path, MATCHCAST_REQUEST_HEAD_TIMEOUT=str(HEAD_TIMEOUT))
+    server = LimitedServerProcess(env, ATTACKERS * 2 // 3, tmp_path)
+    await server.start()
+    try:
+        closed: list[tuple[float, bytes]] = []
+        attack = asyncio.gather(*(attacker(server.port, n % 3, closed) for n in range(ATTACKERS)))
+        # Meanwhile a legitimate client gets in, once the attackers' files come back. Past the
+        # open-files limit the event loop (libuv) accepts and drops connections at once.
+        waited = await served(server.http + "/healthz", 15)
+        await asyncio.wait_for(attack, 40)
+        told = sum(answer.startswith(b"HTTP/1.1 408 ") for _, answer in closed)
+        in_time = sum(seconds <= HEAD_TIMEOUT + 1 for seconds, _ in closed)
+        print(f"{len(closed)} of {ATTACKERS} closed, {in_time} within {HEAD_TIMEOUT + 1:g} s, {told} with a 408; ")
+        print(f"the last after {max(s for s, _ in closed):.1f} s; a legitimate request served after {waited:.1f} s")
+        assert len(closed) == ATTACKERS and told > 0
+        assert all(answer == b"" or answer.startswith(b"HTTP/1.1 408 ") for _, answer in closed)
+        assert max(seconds for seconds, _ in closed) < HEAD_TIMEOUT * 5
+    finally:
+        await server.stop()
+
+
+async def read_response(reader: asyncio.StreamReader) -> bytes:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
+    return head + await asyncio.wait_for(reader.readexactly(length), 5)
+
+
+async def slow_then_half_sent(port: int) -> tuple[bytes, bytes, float]:
+    """A request whose head takes most of the timeout and whose body comes after it (answered),
+    then, on the same kept-alive connection, half a head (closed: the answer and how soon)."""
+    body = b'{"username": "nobody", "password": "wrong"}'
+    head = (
+        b"POST /api/token HTTP/1.1\r\nHost: slow\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n" % len(body)
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for n in range(0, len(head), len(head) // 6):
+            writer.write(head[n : n + len(head) // 6])
+            await asyncio.sleep(HEAD_TIMEOUT / 10)  # the client's pace: the head takes 0.6 of the timeout
+        await asyncio.sleep(HEAD_TIMEOUT * 1.5)  # the body, long after the head: not the head's clock
+        writer.write(body)
+        answered = await read_response(reader)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        writer.write(PARTIAL_HEAD)
+        cut = await asyncio.wait_for(reader.read(), 10)
+        return answered, cut, loop.time() - began
+    finally:
+        writer.close()
+
+
+async def test_complete_heads_are_never_cut_slow_bodies_streams_and_websockets_live_on(tmp_path: Path) -> None:
+    settings = settings_for_tests(database_url=sqlite_url(tmp_path), request_head_timeout=HEAD_TIMEOUT)
+    async with running_server(settings) as server:
+        t, match = await server.factory.live_match()
+        guest = server.guest_token()
+        async with (
+            server.client(f"/ws/match/{match.id}/", guest) as ws,
+            open_stream(server.http, f"/sse/matches/{match.id}", guest) as sse,
+        ):
+            await ws.established()
+            await sse.state()
+            answered, cut, after = await slow_then_half_sent(server.port)
+            assert answered.startswith(b"HTTP/1.1 401 "), answered
+            assert cut.startswith(b"HTTP/1.1 408 "), cut
+            assert b"not complete within 1 s" in cut
+            assert after < HEAD_TIMEOUT * 3  # the head's clock, not the 5 s keep-alive one
+            # Both streams are older than the timeout by now, and still live.
+            await ws.send({"type": "ping", "timestamp": 1})
+            assert (await ws.recv_type("pong"))["type"] == "pong"
+            await matches.update_score(server.realtime.db, server.realtime.publisher, t.organizer, match.id, 1, 0)
+            assert (await sse.event()).event == "score_updated"
+            assert (await ws.recv_type("score_updated"))["data"]["participant1_score"] == 1

@@ -121,6 +121,8 @@ BAD_VALUES = [
     ("WEBHOOK_ALLOW_PRIVATE", "perhaps"),
     ("DATABASE_POOL_SIZE", "0"),
     ("DATABASE_POOL_SIZE", "many"),
+    ("REQUEST_HEAD_TIMEOUT", "0"),
+    ("REQUEST_HEAD_TIMEOUT", "10s"),
 ]
 
 
@@ -208,3 +210,8 @@ def test_confirm_timeout_refusals_name_the_variable(tmp_path: Path, raw: str) ->
 def test_the_database_pool_size(tmp_path: Path) -> None:
     assert from_env(tmp_path).database_pool_size == 10
     assert from_env(tmp_path, DATABASE_POOL_SIZE="3").database_pool_size == 3
+
+
+def test_the_request_head_timeout(tmp_path: Path) -> None:
+    assert from_env(tmp_path).request_head_timeout == 10
+    assert from_env(tmp_path, REQUEST_HEAD_TIMEOUT="2.5").request_head_timeout == 2.5

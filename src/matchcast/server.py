@@ -15,6 +15,7 @@ from uvicorn.supervisors import Multiprocess, multiprocess
 from matchcast.app import create_app
 from matchcast.realtime.gc_tuning import GcTuner
 from matchcast.settings import Settings
+from matchcast.web.handshake import head_timeout_protocol
 
 log = logging.getLogger("matchcast.server")
 # websockets-sansio (uvicorn's default) never answers a handshake of 8 KB or more
@@ -24,6 +25,7 @@ WS_IMPLEMENTATION = "wsproto"
 
 def config(app: Any, settings: Settings, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> uvicorn.Config:
     defaults: dict[str, Any] = {
+        "http": head_timeout_protocol(settings.request_head_timeout),  # httptools, timing request heads
         "ws": WS_IMPLEMENTATION,
         "ws_max_size": settings.max_message_bytes,  # larger frames close 1009
         "ws_per_message_deflate": False,  # compressing each frame per socket defeats encode-once

@@ -71,6 +71,8 @@ class Settings:
     channel_prefix: str = ""
     # Database connections one process uses at most; requests past it wait for one to come back.
     database_pool_size: int = 10
+    # Seconds a client has to send a request's whole head (request line and headers); then 408.
+    request_head_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.session_secret:
@@ -226,4 +228,5 @@ _PARSERS = {
     "SESSION_COOKIE_SECURE": _bool,
     "WEBHOOK_ALLOW_PRIVATE": _bool,
     "DATABASE_POOL_SIZE": _int_in(1, 1000),
+    "REQUEST_HEAD_TIMEOUT": _positive_number,
 }

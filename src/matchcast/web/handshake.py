@@ -1,4 +1,5 @@
-"""Refuse oversized requests before anything else reads them.
+"""Limits on request heads: their size (the app measures it) and the time they take to arrive
+(the server's HTTP protocol times them).
 
 The contract answers a handshake whose request line or headers reach 8 KB with an HTTP 4xx,
 promptly. uvicorn's wsproto implementation accepts such requests, so the app measures them.
@@ -6,7 +7,10 @@ promptly. uvicorn's wsproto implementation accepts such requests, so the app mea
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_REQUEST_HEAD = 8 * 1024
 BODY = b"Request line and headers must be under 8 KB; pass a shorter token.\n"
@@ -30,3 +34,72 @@ class RequestHeadLimit:
     def _size(scope: Scope) -> int:
         line = len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string", b""))
         return line + sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
+
+
+class HeadTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing a connection whose request head is not complete
+    `head_timeout` seconds after the connection (or the request's first byte) arrived.
+
+    uvicorn times only the idle wait between requests, and each byte received restarts that
+    wait: a client sending half a request, or a byte now and then, held its connection and file
+    for ever (Kludex/uvicorn#157), and enough of them denied every other client. The clock stops
+    once the head is complete, so slow bodies, long responses, SSE streams and WebSockets (whose
+    upgrade is a complete head) are never cut. Timed before the app sees anything: middleware
+    only runs once the head is parsed.
+    """
+
+    head_timeout = 10.0
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_started = False  # some of the request head arrived: it is told why it is closed
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        self._head_started = True
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._start_head_timer()  # a later request on a kept-alive connection: its own clock
+
+    def on_headers_complete(self) -> None:
+        self._stop_head_timer()
+        self._head_started = False
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _start_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        answering = self.cycle is not None and not self.cycle.response_complete
+        if self._head_started and not answering:  # 408 would break a response being written
+            body = f"Request head not complete within {self.head_timeout:g} s; send the whole head at once.\n"
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body.encode())
+            )
+        self.transport.close()
+
+
+def head_timeout_protocol(seconds: float) -> type[HeadTimeoutProtocol]:
+    """The protocol class to pass to uvicorn (`http=`), with its clock set to `seconds`."""
+
+    class Protocol(HeadTimeoutProtocol):
+        head_timeout = seconds
+
+    return Protocol
