@@ -8,7 +8,7 @@ import json
 import os
 import resource
 import subprocess
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,3 +301,48 @@ async def test_complete_heads_are_never_cut_slow_bodies_streams_and_websockets_l
             await matches.update_score(server.realtime.db, server.realtime.publisher, t.organizer, match.id, 1, 0)
             assert (await sse.event()).event == "score_updated"
             assert (await ws.recv_type("score_updated"))["data"]["participant1_score"] == 1
+
+
+# -- 3. X-Forwarded-For is believed only from MATCHCAST_FORWARDED_ALLOW_IPS ----------------------
+
+GUESSES = 25
+
+
+async def guesses(server: ServerProcess, addresses: Callable[[int], str]) -> list[int]:
+    """The statuses of wrong logins from loopback, each claiming to be forwarded for addresses(n)."""
+    async with httpx.AsyncClient(base_url=server.http, timeout=10) as http:
+        statuses = []
+        for n in range(GUESSES):
+            answer = await http.post(
+                "/api/token",
+                json={"username": "admin", "password": f"guess-{n}"},
+                headers={"x-forwarded-for": addresses(n)},
+            )
+            statuses.append(answer.status_code)
+        return statuses
+
+
+def rotating(n: int) -> str:
+    return f"203.0.113.{n + 1}"
+
+
+async def test_by_default_no_forwarded_address_is_believed_so_the_throttle_holds(tmp_path: Path) -> None:
+    server = await ServerProcess(base_env(tmp_path), log_dir=tmp_path).start()
+    try:
+        statuses = await guesses(server, rotating)
+    finally:
+        await server.stop()
+    print(f"default settings, X-Forwarded-For rotating: {statuses.count(401)} of {GUESSES} guesses checked")
+    assert statuses == [401] * 10 + [429] * (GUESSES - 10)  # MATCHCAST_LOGIN_RATE_LIMIT's default 10/60s
+
+
+async def test_a_named_proxy_s_forwarded_address_is_the_client_s(tmp_path: Path) -> None:
+    env = base_env(tmp_path, MATCHCAST_FORWARDED_ALLOW_IPS="127.0.0.1")
+    server = await ServerProcess(env, log_dir=tmp_path).start()
+    try:
+        assert await guesses(server, rotating) == [401] * GUESSES  # 25 clients, one guess each
+        # nginx appends the address it saw; what a client wrote in front of it is not believed.
+        spoofing = await guesses(server, lambda n: f"{rotating(n)}, 198.51.100.7")
+    finally:
+        await server.stop()
+    assert spoofing == [401] * 10 + [429] * (GUESSES - 10)

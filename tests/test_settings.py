@@ -123,6 +123,8 @@ BAD_VALUES = [
     ("DATABASE_POOL_SIZE", "many"),
     ("REQUEST_HEAD_TIMEOUT", "0"),
     ("REQUEST_HEAD_TIMEOUT", "10s"),
+    ("FORWARDED_ALLOW_IPS", "nginx.internal"),
+    ("FORWARDED_ALLOW_IPS", "127.0.0.1, 10.0.0.0/33"),
 ]
 
 
@@ -215,3 +217,16 @@ def test_the_database_pool_size(tmp_path: Path) -> None:
 def test_the_request_head_timeout(tmp_path: Path) -> None:
     assert from_env(tmp_path).request_head_timeout == 10
     assert from_env(tmp_path, REQUEST_HEAD_TIMEOUT="2.5").request_head_timeout == 2.5
+
+
+def test_forwarded_headers_are_believed_from_nobody_unless_named(tmp_path: Path) -> None:
+    assert from_env(tmp_path).forwarded_allow_ips == ()
+    named = from_env(tmp_path, FORWARDED_ALLOW_IPS="127.0.0.1, 10.0.0.0/8,::1").forwarded_allow_ips
+    assert named == ("127.0.0.1", "10.0.0.0/8", "::1")
+    assert from_env(tmp_path, FORWARDED_ALLOW_IPS="*").forwarded_allow_ips == ("*",)
+
+
+def test_uvicorn_s_own_variable_is_ignored_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings.from_env({"FORWARDED_ALLOW_IPS": "10.0.0.5"}, env_file=str(tmp_path / ".env"))
+    assert settings.forwarded_allow_ips == ()
+    assert "Set MATCHCAST_FORWARDED_ALLOW_IPS" in caplog.text

@@ -27,6 +27,10 @@ def config(app: Any, settings: Settings, host: str = "127.0.0.1", port: int = 80
     defaults: dict[str, Any] = {
         "http": head_timeout_protocol(settings.request_head_timeout),  # httptools, timing request heads
         "ws": WS_IMPLEMENTATION,
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: anyone reaching
+        # the server from loopback would pick the address the login throttle counts.
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "forwarded_allow_ips": list(settings.forwarded_allow_ips),
         "ws_max_size": settings.max_message_bytes,  # larger frames close 1009
         "ws_per_message_deflate": False,  # compressing each frame per socket defeats encode-once
         # The contract's heartbeat (ping/pong frames, 4004 past the timeout) already finds dead

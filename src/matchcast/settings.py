@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import os
 import re
@@ -73,6 +74,9 @@ class Settings:
     database_pool_size: int = 10
     # Seconds a client has to send a request's whole head (request line and headers); then 408.
     request_head_timeout: float = 10.0
+    # Addresses (or networks) of the proxies whose X-Forwarded-For/-Proto are believed; empty:
+    # nobody's, so a client cannot choose the address the login throttle counts.
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.session_secret:
@@ -114,6 +118,11 @@ class Settings:
             raise SettingsError(
                 f"MATCHCAST_CONFIRM_TIMEOUT must be at most {MAX_CONFIRM_TIMEOUT} seconds (30 days), "
                 f"got {settings.confirm_timeout:g}"
+            )
+        if values.get("FORWARDED_ALLOW_IPS") and not settings.forwarded_allow_ips:
+            log.warning(
+                "FORWARDED_ALLOW_IPS is ignored: matchcast passes its own to uvicorn. "
+                "Set MATCHCAST_FORWARDED_ALLOW_IPS to your proxy's address instead"
             )
         if settings.using_dev_secret:
             log.warning(
@@ -198,6 +207,22 @@ def _bool(name: str, raw: str) -> bool:
     return value in ("1", "true", "yes", "on")
 
 
+def _forwarded_allow_ips(name: str, raw: str) -> tuple[str, ...]:
+    # uvicorn silently takes anything it cannot parse as a name that never matches: refuse it here.
+    entries = tuple(entry.strip() for entry in raw.split(",") if entry.strip())
+    if entries == ("*",):
+        return entries
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry) if "/" in entry else ipaddress.ip_address(entry)
+        except ValueError:
+            raise SettingsError(
+                f"{name} must be comma-separated proxy addresses or networks (127.0.0.1, 10.0.0.0/8, ::1) "
+                f"or * (every client: only when nothing but the proxy reaches the server), got {entry!r}"
+            ) from None
+    return entries
+
+
 def _viewers_interval(name: str, raw: str) -> int:
     value = _int_in(0, 600_000)(name, raw)
     if 0 < value < 50:
@@ -229,4 +254,5 @@ _PARSERS = {
     "WEBHOOK_ALLOW_PRIVATE": _bool,
     "DATABASE_POOL_SIZE": _int_in(1, 1000),
     "REQUEST_HEAD_TIMEOUT": _positive_number,
+    "FORWARDED_ALLOW_IPS": _forwarded_allow_ips,
 }

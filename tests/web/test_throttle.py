@@ -22,13 +22,15 @@ LIMIT = 3
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    settings = settings_for_tests(database_url=sqlite_url(tmp_path), login_rate_limit=RateLimit(LIMIT, 60))
+    settings = settings_for_tests(
+        database_url=sqlite_url(tmp_path), login_rate_limit=RateLimit(LIMIT, 60), forwarded_allow_ips=("127.0.0.1",)
+    )
     async with running_server(settings) as running:
         yield running
 
 
 def from_address(address: str) -> dict[str, str]:
-    # uvicorn trusts X-Forwarded-For from 127.0.0.1 (its default), as from a proxy in front.
+    # The server trusts X-Forwarded-For from 127.0.0.1 here, as from a proxy in front.
     return {"x-forwarded-for": address}
 
 
