@@ -346,3 +346,20 @@ async def test_a_named_proxy_s_forwarded_address_is_the_client_s(tmp_path: Path)
     finally:
         await server.stop()
     assert spoofing == [401] * 10 + [429] * (GUESSES - 10)
+
+
+async def test_worker_processes_time_request_heads_too(tmp_path: Path) -> None:
+    # Each worker gets the server's configuration pickled: the timeout must travel with it.
+    env = base_env(
+        tmp_path,
+        MATCHCAST_REQUEST_HEAD_TIMEOUT=str(HEAD_TIMEOUT),
+        MATCHCAST_BROADCAST_URL="redis://127.0.0.1:6379",
+        MATCHCAST_CHANNEL_PREFIX="heads_" + os.urandom(4).hex(),
+    )
+    server = await ServerProcess(env, workers=2, log_dir=tmp_path).start()
+    try:
+        closed: list[tuple[float, bytes]] = []
+        await asyncio.wait_for(asyncio.gather(*(attacker(server.port, 0, closed) for _ in range(4))), 20)
+        assert all(s < HEAD_TIMEOUT * 3 and answer.startswith(b"HTTP/1.1 408 ") for s, answer in closed), closed
+    finally:
+        await server.stop()

@@ -15,7 +15,7 @@ from uvicorn.supervisors import Multiprocess, multiprocess
 from matchcast.app import create_app
 from matchcast.realtime.gc_tuning import GcTuner
 from matchcast.settings import Settings
-from matchcast.web.handshake import head_timeout_protocol
+from matchcast.web.handshake import HeadTimeoutProtocol
 
 log = logging.getLogger("matchcast.server")
 # websockets-sansio (uvicorn's default) never answers a handshake of 8 KB or more
@@ -23,9 +23,18 @@ log = logging.getLogger("matchcast.server")
 WS_IMPLEMENTATION = "wsproto"
 
 
+class Config(uvicorn.Config):
+    """uvicorn's Config, carrying the request-head timeout to the HTTP protocol; an attribute, so
+    it reaches worker processes too (the config is pickled to them)."""
+
+    def __init__(self, app: Any, request_head_timeout: float, **options: Any) -> None:
+        super().__init__(app, **options)
+        self.request_head_timeout = request_head_timeout
+
+
 def config(app: Any, settings: Settings, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> uvicorn.Config:
     defaults: dict[str, Any] = {
-        "http": head_timeout_protocol(settings.request_head_timeout),  # httptools, timing request heads
+        "http": HeadTimeoutProtocol,  # httptools, timing request heads
         "ws": WS_IMPLEMENTATION,
         # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: anyone reaching
         # the server from loopback would pick the address the login throttle counts.
@@ -42,7 +51,7 @@ def config(app: Any, settings: Settings, host: str = "127.0.0.1", port: int = 80
         "access_log": False,
         "timeout_graceful_shutdown": 10,
     }
-    return uvicorn.Config(app, host=host, port=port, **{**defaults, **options})
+    return Config(app, settings.request_head_timeout, host=host, port=port, **{**defaults, **options})
 
 
 def app_from_env() -> Starlette:

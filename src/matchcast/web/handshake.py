@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import asyncio
 
+from typing import Any
+
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
 MAX_REQUEST_HEAD = 8 * 1024
+DEFAULT_HEAD_TIMEOUT = 10.0
 BODY = b"Request line and headers must be under 8 KB; pass a shorter token.\n"
 
 
@@ -48,9 +53,13 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     only runs once the head is parsed.
     """
 
-    head_timeout = 10.0
     _head_timer: asyncio.TimerHandle | None = None
     _head_started = False  # some of the request head arrived: it is told why it is closed
+
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any], _loop: Any = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        # server.Config carries it; a plain uvicorn Config gets the default.
+        self.head_timeout: float = getattr(config, "request_head_timeout", DEFAULT_HEAD_TIMEOUT)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -94,12 +103,3 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
                 b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body.encode())
             )
         self.transport.close()
-
-
-def head_timeout_protocol(seconds: float) -> type[HeadTimeoutProtocol]:
-    """The protocol class to pass to uvicorn (`http=`), with its clock set to `seconds`."""
-
-    class Protocol(HeadTimeoutProtocol):
-        head_timeout = seconds
-
-    return Protocol
