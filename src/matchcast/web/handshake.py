@@ -8,7 +8,6 @@ promptly. uvicorn's wsproto implementation accepts such requests, so the app mea
 from __future__ import annotations
 
 import asyncio
-
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
