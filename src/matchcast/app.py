@@ -71,6 +71,7 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
         if migrate:
             await asyncio.to_thread(upgrade, settings.database_url)
         await db.connect()
+        await db.open_pool()
         await broker.connect()
         await hub.start()
         deadlines.start()

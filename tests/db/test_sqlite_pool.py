@@ -135,3 +135,24 @@ async def test_a_connection_given_back_inside_a_transaction_is_closed_not_kept(u
         # Closing rolled it back, and released the write lock: another writer goes ahead at once.
         async with db.write():
             assert await db.fetch_val(users.select().where(users.c.username == "half")) is None
+
+
+async def test_a_server_opens_every_connection_at_start_and_never_more(url: str) -> None:
+    # Opened while files are plenty: later, sockets may take every file the process may open.
+    before = sqlite_threads()
+    async with connected(url, pool_size=3) as db:
+        await db.open_pool()
+        opened = sqlite_threads() - before
+        assert len(opened) == 4  # the pool's 3 and the writer's
+
+        async def read() -> None:
+            async with db.connection() as connection:
+                await connection.fetch_val("SELECT 1")
+                await asyncio.sleep(0.001)  # hold it a moment, so the others queue
+
+        async def write() -> None:
+            async with db.write():
+                await db.fetch_val("SELECT 1")
+
+        await asyncio.wait_for(asyncio.gather(*(read() for _ in range(50)), *(write() for _ in range(10))), 20)
+        assert sqlite_threads() - before == opened

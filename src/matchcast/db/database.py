@@ -79,6 +79,12 @@ class ReusingSQLitePool(SQLitePool):
             self._reserved = connection
         return connection
 
+    async def fill(self) -> None:
+        """Open every connection the pool may use, now: a process that runs out of files later
+        (too many sockets) still has its database."""
+        while len(self._idle) < self.size + 1:
+            self._idle.append(await self._open())
+
     async def _open(self) -> aiosqlite.Connection:
         connection = aiosqlite.connect(database=self._database, isolation_level=None, **self._options)
         # A kept connection's thread waits for work for ever: as a daemon it cannot keep a
@@ -133,6 +139,11 @@ class Database(databases.Database):
         await super().connect()
         if self.is_sqlite:
             await self.execute("PRAGMA journal_mode=WAL")
+
+    async def open_pool(self) -> None:
+        """SQLite: open all the pool's connections now (for a server; ReusingSQLitePool.fill)."""
+        if self._sqlite_pool is not None:
+            await self._sqlite_pool.fill()
 
     async def disconnect(self) -> None:
         await super().disconnect()

@@ -44,9 +44,9 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, closing a connection whose request head is not complete
     `head_timeout` seconds after the connection (or the request's first byte) arrived.
 
-    uvicorn times only the idle wait between requests, and each byte received restarts that
-    wait: a client sending half a request, or a byte now and then, held its connection and file
-    for ever (Kludex/uvicorn#157), and enough of them denied every other client. The clock stops
+    uvicorn times only the idle wait between requests, and any byte received stops that clock:
+    a client sending half a request held its connection and file for ever (Kludex/uvicorn#157),
+    and enough of them denied every other client. The clock stops
     once the head is complete, so slow bodies, long responses, SSE streams and WebSockets (whose
     upgrade is a complete head) are never cut. Timed before the app sees anything: middleware
     only runs once the head is parsed.
