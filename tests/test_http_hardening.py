@@ -363,3 +363,31 @@ async def test_worker_processes_time_request_heads_too(tmp_path: Path) -> None:
         assert all(s < HEAD_TIMEOUT * 3 and answer.startswith(b"HTTP/1.1 408 ") for s, answer in closed), closed
     finally:
         await server.stop()
+
+
+async def test_a_pool_of_two_serves_concurrent_writes_reads_and_joins_without_deadlock(tmp_path: Path) -> None:
+    # Scores (writes through the hub's log), snapshots (reads) and spectators joining (a
+    # connection held for the snapshot and replay) at once, on two connections and the writer's.
+    settings = settings_for_tests(database_url=sqlite_url(tmp_path), database_pool_size=2)
+    async with running_server(settings) as server:
+        t, match = await server.factory.live_match()
+        organizer = {"Authorization": f"Bearer {server.token(t.organizer.user_id)}"}
+        guest = server.guest_token()
+        async with httpx.AsyncClient(base_url=server.http, timeout=20) as http:
+
+            async def score(n: int) -> int:
+                body = {"participant1_score": n, "participant2_score": 0}
+                return (await http.post(f"/api/matches/{match.id}/score", json=body, headers=organizer)).status_code
+
+            async def read() -> int:
+                return (await http.get(f"/api/tournaments/{t.id}")).status_code
+
+            async def join() -> int:
+                async with server.client(f"/ws/match/{match.id}/?last_event_id=0", guest) as ws:
+                    await ws.established()
+                    return 200
+
+            work = [score(n) for n in range(1, 31)] + [read() for _ in range(30)] + [join() for _ in range(30)]
+            statuses = await asyncio.wait_for(asyncio.gather(*work), 60)
+        assert statuses == [200] * len(work)
+        assert (await server.factory.match(match.id)).participant1_score in range(1, 31)
