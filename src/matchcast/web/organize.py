@@ -87,7 +87,7 @@ async def login(request: Request) -> Response:
             request, "login.html", {"username": form.username.data, "error": "wrong username or password"}, 401
         )
     actor = Actor(user.id, user.username, bool(user.is_staff))
-    log_in(request, actor)
+    log_in(request, actor, user.session_epoch)
     flash(request, f"Logged in as {user.username}.")
     return see_other(await home_of(request.app.state.realtime.db, actor))
 
@@ -96,7 +96,7 @@ async def logout(request: Request) -> Response:
     form = forms.bind(forms.CSRFForm, request, await request.form())
     if not form.validate():
         return csrf_refused(request)
-    log_out(request)
+    await log_out(request)
     flash(request, "Logged out.")
     return see_other("/")
 
