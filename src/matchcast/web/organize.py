@@ -263,8 +263,16 @@ async def start(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[str
 
 
 async def score(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[str, str]:
+    # The organizer's form, like the organizer API: a participant scores only over the WebSocket
+    # (running scores) and reports the result, never sets it here.
     match = await matches.update_score(
-        rt.db, rt.publisher, actor, path_id(request), form.participant1_score.data, form.participant2_score.data
+        rt.db,
+        rt.publisher,
+        actor,
+        path_id(request),
+        form.participant1_score.data,
+        form.participant2_score.data,
+        organizer_only=True,
     )
     message = f"Match {match.id}: {match.participant1_score}\u2013{match.participant2_score}."
     return message, manage_url(match.tournament_id, f"match-{match.id}")
