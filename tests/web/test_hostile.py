@@ -4,11 +4,16 @@ score, tokens are never cached, the API's answers are never sniffed, and no flas
 from __future__ import annotations
 
 import html
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.support.databases import dump
-from tests.support.server import RunningServer
+from tests.support.databases import dump, sqlite_url
+from tests.support.factories import PASSWORD
+from tests.support.server import RunningServer, running_server, test_settings
+from tests.support.sse import open_stream
 from tests.web.helpers import csrf_of, log_in
 
 ORGANIZER_ONLY = "only the tournament's organizer or a staff user may do this"
@@ -34,3 +39,59 @@ async def test_a_participant_cannot_score_their_own_match_through_the_organizer_
     )
     assert api.status_code == 403 and api.json()["error"]["message"] == ORGANIZER_ONLY  # the two paths agree
     assert await dump(server.realtime.db) == before
+
+
+async def test_a_token_is_never_cached(server: RunningServer, client: httpx.AsyncClient) -> None:
+    user = await server.factory.user()
+    answers = [
+        await client.post("/api/token", json={"username": user.username, "password": PASSWORD}),
+        await client.post("/api/token", json={"username": user.username, "password": "wrong-password"}),
+        await client.post("/api/token", content=b"not json"),
+    ]
+    assert [a.status_code for a in answers] == [200, 401, 400]
+    assert "access_token" in answers[0].json()
+    for answer in answers:
+        assert answer.headers["cache-control"] == "no-store" and answer.headers["pragma"] == "no-cache"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.fixture
+async def webhook_server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """A server whose webhooks may call this machine (a closed port: nothing is delivered)."""
+    settings = test_settings(database_url=sqlite_url(tmp_path), broadcast_url="memory://", webhook_allow_private=True)
+    async with running_server(settings) as running:
+        yield running
+
+
+async def test_every_api_answer_says_nosniff(webhook_server: RunningServer) -> None:
+    server = webhook_server
+    async with httpx.AsyncClient(base_url=server.http, follow_redirects=False, timeout=5) as client:
+        t, match = await server.factory.live_match(players=2)
+        organizer = {"Authorization": f"Bearer {server.token(t.organizer.user_id)}"}
+        created = await client.post(
+            f"/api/tournaments/{t.id}/webhooks", json={"url": "http://127.0.0.1:9/hook"}, headers=organizer
+        )
+        assert created.status_code == 201, created.text
+        answers = [
+            await client.get(f"/api/tournaments/{t.id}"),
+            await client.get(f"/api/matches/{match.id}"),
+            await client.get("/api/matches/999999"),
+            await client.post(f"/api/matches/{match.id}/score", json={}),
+            await client.post(f"/api/matches/{match.id}/score", content=b"[", headers=organizer),
+            await client.post(
+                f"/api/matches/{match.id}/score",
+                json={"participant1_score": 1, "participant2_score": 0},
+                headers=organizer,
+            ),
+            created,
+            await client.get(f"/api/tournaments/{t.id}/webhooks", headers=organizer),
+            await client.delete(f"/api/webhooks/{created.json()['id']}", headers=organizer),
+            await client.get("/healthz"),
+            await client.get("/metrics"),
+            await client.get("/sse/matches/999999"),
+        ]
+        assert [a.status_code for a in answers] == [200, 200, 404, 401, 400, 200, 201, 200, 204, 200, 200, 401]
+        for answer in answers:
+            assert answer.headers.get("x-content-type-options") == "nosniff", (answer.request.url, answer.headers)
+    async with open_stream(server.http, f"/sse/matches/{match.id}", server.guest_token()) as reader:
+        assert reader.response.headers["x-content-type-options"] == "nosniff"
