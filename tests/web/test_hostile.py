@@ -4,6 +4,7 @@ score, tokens are never cached, the API's answers are never sniffed, and no flas
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -95,3 +96,24 @@ async def test_every_api_answer_says_nosniff(webhook_server: RunningServer) -> N
             assert answer.headers.get("x-content-type-options") == "nosniff", (answer.request.url, answer.headers)
     async with open_stream(server.http, f"/sse/matches/{match.id}", server.guest_token()) as reader:
         assert reader.response.headers["x-content-type-options"] == "nosniff"
+
+
+FLASH = re.compile(r'<p class="flash flash-success">([^<]*)</p>')
+
+
+async def test_every_flash_is_shown_and_only_by_a_page_that_shows_flashes(
+    server: RunningServer, client: httpx.AsyncClient
+) -> None:
+    t, match = await server.factory.live_match(players=2)
+    assert (await log_in(client, t.organizer.username)).status_code == 303
+    token = csrf_of((await client.get("/organize/")).text)  # shows (and takes) "Logged in as ..."
+    for name in ("First", "Second"):  # two actions before any page is shown
+        created = await client.post("/organize/tournaments", data={"csrf_token": token, "name": name})
+        assert created.status_code == 303
+    overlay = await client.get(f"/overlay/matches/{match.id}")
+    assert overlay.status_code == 200 and "flash" not in overlay.text
+    shown = [html.unescape(message) for message in FLASH.findall((await client.get("/organize/")).text)]
+    assert shown == [
+        f"Tournament {name!r} created: register its players, then seed it." for name in ("First", "Second")
+    ]
+    assert FLASH.findall((await client.get("/organize/")).text) == []  # shown once

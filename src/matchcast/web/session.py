@@ -83,7 +83,12 @@ async def log_out(request: Request) -> None:
 
 
 def flash(request: Request, message: str, category: str = "success") -> None:
-    request.session.setdefault(FLASH_KEY, []).append([category, message])
+    """Add a message for the next page shown; every message waiting is shown, in order.
+
+    The list is assigned anew, never appended to in place: Starlette's Session writes the cookie
+    only when one of its keys is set, so an in-place append to the waiting list was lost.
+    """
+    request.session[FLASH_KEY] = [*request.session.get(FLASH_KEY, []), [category, message]]
 
 
 def pop_flashes(request: Request) -> list[tuple[str, str]]:
