@@ -71,8 +71,13 @@ TOO_LONG = 1  # characters over each cap
 
 @pytest.mark.parametrize(
     "field,cap",
-    [("tournament name", tournaments.MAX_NAME), ("username", 50), ("reason", MAX_REASON_CHARS)]
-    + [("resolution", MAX_REASON_CHARS), ("webhook url", webhooks.MAX_URL)],
+    [
+        ("tournament name", tournaments.MAX_NAME),
+        ("username", 50),
+        ("reason", MAX_REASON_CHARS),
+        ("resolution", MAX_REASON_CHARS),
+        ("webhook url", webhooks.MAX_URL),
+    ],
 )
 async def test_every_user_text_is_capped_at_the_door(
     db: Database, factory: Factory, publisher: DiscardingPublisher, field: str, cap: int
