@@ -157,3 +157,19 @@ def test_0005_keeps_rows_and_ids_and_never_reuses_a_deleted_id(empty_url: str) -
         connection.execute(insert_user, {"name": "u4", "now": now})
         assert connection.execute(sa.text("SELECT max(id) FROM users")).scalar() == 4
     engine.dispose()
+
+
+def test_sqlite_tables_never_reuse_ids_after_the_migrations_as_in_tables_py(tmp_path: Path) -> None:
+    """compare_metadata does not compare AUTOINCREMENT: check that every table tables.py marks has
+    it after the migrations, and no other."""
+    url = sqlite_url(tmp_path, "ids.db")
+    upgrade(url)
+    engine = sa.create_engine(sync_url(url), poolclass=sa.pool.NullPool)
+    with engine.connect() as connection:
+        schema: dict[str, str] = dict(
+            connection.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'table'")).all()
+        )
+    engine.dispose()
+    marked = {name for name, table in metadata.tables.items() if table.dialect_options["sqlite"]["autoincrement"]}
+    assert marked == {"users", "tournaments", "registrations", "matches", "disputes", "reports", "webhooks"}
+    assert {name for name, sql in schema.items() if "AUTOINCREMENT" in sql} == marked
