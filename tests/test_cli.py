@@ -98,6 +98,19 @@ def test_user_create_staff_and_bad_input(cli: Cli) -> None:
     assert query(cli.db_path, "SELECT count(*) FROM users") == [(1,)]
 
 
+def test_user_password_sets_the_password_and_ends_every_session(cli: Cli) -> None:
+    assert cli("user", "create", "frank", "--password", "frank-password").returncode == 0
+    changed = cli("user", "password", "frank", "--password", "frank-new-password")
+    assert changed.returncode == 0 and changed.stdout == "", changed.stderr
+    [(password_hash, epoch)] = query(cli.db_path, "SELECT password_hash, session_epoch FROM users")
+    assert verify_password(password_hash, "frank-new-password") and epoch == 1
+    unknown = cli("user", "password", "nobody", "--password", "frank-new-password")
+    assert unknown.returncode == 1 and "no user named 'nobody'" in unknown.stderr
+    short = cli("user", "password", "frank", "--password", "short")
+    assert short.returncode == 1 and "password must be" in short.stderr
+    assert query(cli.db_path, "SELECT session_epoch FROM users") == [(1,)]
+
+
 def test_logs_go_to_stderr_only(cli: Cli) -> None:
     """Without MATCHCAST_JWT_SECRET the dev-secret warning is logged, and stdout still holds only the id."""
     result = cli("user", "create", "erin", "--password", "erin-password", MATCHCAST_JWT_SECRET=None)

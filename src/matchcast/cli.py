@@ -1,4 +1,5 @@
-"""The `matchcast` command line (shared/spec/operations.md): serve, db upgrade, user create, token, demo.
+"""The `matchcast` command line (shared/spec/operations.md): serve, db upgrade, user create and
+password, token, demo.
 
 Results go to stdout (an id, a token, the demo's JSON) so scripts can capture them; everything
 else, logs included, goes to stderr.
@@ -88,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--password", required=True)
     create.add_argument("--staff", action="store_true", help="may organize every tournament")
     create.set_defaults(command=cmd_user_create)
+    password = user.add_parser("password", help="set a user's password and end every session of the user")
+    password.add_argument("name")
+    password.add_argument("--password", required=True)
+    password.set_defaults(command=cmd_user_password)
 
     token = commands.add_parser("token", help="print a signed access token for a user")
     token.add_argument("name")
@@ -146,6 +151,13 @@ def cmd_user_create(settings: Settings, args: argparse.Namespace) -> int:
     upgrade(settings.database_url)
     user_id = run(settings, lambda db: users.create_user(db, args.name, args.password, is_staff=args.staff))
     print(user_id)
+    return 0
+
+
+def cmd_user_password(settings: Settings, args: argparse.Namespace) -> int:
+    upgrade(settings.database_url)
+    run(settings, lambda db: users.change_password(db, args.name, args.password))
+    print(f"password of {args.name!r} changed; every session of the user is ended", file=sys.stderr)
     return 0
 
 

@@ -127,3 +127,49 @@ async def test_a_single_elimination_tournament_seeded_before_formats_plays_on_af
             "match_scheduled",
             "bracket_updated",
         ]
+
+
+def test_0005_keeps_rows_and_ids_and_never_reuses_a_deleted_id(empty_url: str) -> None:
+    """SQLite's tables are recreated with AUTOINCREMENT: every row keeps its id, existing users
+    start with session epoch 0, and a deleted id (also one from before 0005) is not given again."""
+    upgrade(empty_url, "0004")
+    engine = sa.create_engine(sync_url(empty_url), poolclass=sa.pool.NullPool)
+    insert_user = sa.text(
+        "INSERT INTO users (username, password_hash, is_staff, created_at) VALUES (:name, 'x', false, :now)"
+    )
+    now = datetime(2026, 1, 1, 12, 0)
+    with engine.begin() as connection:
+        for name in ("u1", "u2", "u3"):
+            connection.execute(insert_user, {"name": name, "now": now})
+        connection.execute(
+            sa.text(
+                "INSERT INTO tournaments (name, organizer_id, is_public, status, created_at)"
+                " VALUES ('Kept', 2, true, 'draft', :now)"
+            ),
+            {"now": now},
+        )
+    upgrade(empty_url)
+    with engine.begin() as connection:
+        rows = connection.execute(sa.text("SELECT id, username, session_epoch FROM users ORDER BY id")).all()
+        assert [tuple(row) for row in rows] == [(1, "u1", 0), (2, "u2", 0), (3, "u3", 0)]
+        assert connection.execute(sa.text("SELECT id, organizer_id FROM tournaments")).all() == [(1, 2)]
+        connection.execute(sa.text("DELETE FROM users WHERE id = 3"))
+        connection.execute(insert_user, {"name": "u4", "now": now})
+        assert connection.execute(sa.text("SELECT max(id) FROM users")).scalar() == 4
+    engine.dispose()
+
+
+def test_sqlite_tables_never_reuse_ids_after_the_migrations_as_in_tables_py(tmp_path: Path) -> None:
+    """compare_metadata does not compare AUTOINCREMENT: check that every table tables.py marks has
+    it after the migrations, and no other."""
+    url = sqlite_url(tmp_path, "ids.db")
+    upgrade(url)
+    engine = sa.create_engine(sync_url(url), poolclass=sa.pool.NullPool)
+    with engine.connect() as connection:
+        schema: dict[str, str] = dict(
+            connection.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'table'")).all()
+        )
+    engine.dispose()
+    marked = {name for name, table in metadata.tables.items() if table.dialect_options["sqlite"]["autoincrement"]}
+    assert marked == {"users", "tournaments", "registrations", "matches", "disputes", "reports", "webhooks"}
+    assert {name for name, sql in schema.items() if "AUTOINCREMENT" in sql} == marked

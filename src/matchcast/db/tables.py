@@ -13,6 +13,11 @@ metadata = sa.MetaData(
     }
 )
 
+# SQLite would hand out the highest deleted id again (a deleted user's token would open the next
+# account, a deleted tournament's room log would greet the next one): AUTOINCREMENT never reuses
+# one: every table with an integer id says `sqlite_autoincrement=True`. PostgreSQL's sequences
+# never reuse an id anyway.
+
 # Timestamps are naive UTC on both engines, so SQLite and PostgreSQL compare them alike.
 users = sa.Table(
     "users",
@@ -22,6 +27,10 @@ users = sa.Table(
     sa.Column("password_hash", sa.String(200), nullable=False),
     sa.Column("is_staff", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    # Bumped by logout and a password change: a session cookie signed with an older value is over.
+    # A server default only: `databases` sends a Python-side default as NULL.
+    sa.Column("session_epoch", sa.Integer, nullable=False, server_default="0"),
+    sqlite_autoincrement=True,  # never reuse a deleted id (above)
 )
 
 tournaments = sa.Table(
@@ -41,6 +50,7 @@ tournaments = sa.Table(
     ),
     sa.Column("rounds", sa.Integer, nullable=True),  # Swiss: rounds to play; null: the format's default
     sa.Column("created_at", sa.DateTime, nullable=False),
+    sqlite_autoincrement=True,  # never reuse a deleted id (above)
 )
 
 registrations = sa.Table(
@@ -52,6 +62,7 @@ registrations = sa.Table(
     sa.Column("seed", sa.Integer, nullable=True),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.UniqueConstraint("tournament_id", "user_id", name="uq_registrations_tournament_user"),
+    sqlite_autoincrement=True,  # never reuse a deleted id (above)
 )
 
 matches = sa.Table(
@@ -83,6 +94,7 @@ matches = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
     sa.UniqueConstraint("tournament_id", "bracket", "round", "position", name="uq_matches_slot"),
+    sqlite_autoincrement=True,  # never reuse a deleted id (above)
 )
 
 disputes = sa.Table(
@@ -97,6 +109,7 @@ disputes = sa.Table(
     sa.Column("resolved_by_id", sa.Integer, sa.ForeignKey("users.id"), nullable=True),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("resolved_at", sa.DateTime, nullable=True),
+    sqlite_autoincrement=True,  # never reuse a deleted id (above)
 )
 
 # A participant's claim of a match's final result, waiting for the opponent until `confirm_by`.
@@ -117,6 +130,7 @@ reports = sa.Table(
     sa.Column("closed_at", sa.DateTime, nullable=True),
     # The deadline timer asks for the nearest pending deadline: one index range, whatever the count.
     sa.Index("ix_reports_status_confirm_by", "status", "confirm_by"),
+    sqlite_autoincrement=True,  # never reuse a deleted id (above)
 )
 
 # An organizer's webhook: every event of the tournament room POSTed in id order, at least once.
@@ -139,6 +153,7 @@ webhooks = sa.Table(
     sa.Column("lease_owner", sa.String(40), nullable=True),
     sa.Column("lease_until", sa.DateTime, nullable=True),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    sqlite_autoincrement=True,  # never reuse a deleted id (above)
 )
 
 # The event log: every broadcast event, numbered per room 1, 2, 3, ... with no holes.

@@ -1,4 +1,4 @@
-"""Users: creation with hashed passwords, and authentication."""
+"""Users: creation with hashed passwords, authentication, password changes and the session epoch."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from matchcast.db.database import UNIQUE_VIOLATIONS, Database, utcnow
 from matchcast.db.tables import users
 from matchcast.protocol import is_utf8
 from matchcast.security import hash_password, verify_password
+from matchcast.services.actors import Actor
 
 USERNAME = re.compile(r"[A-Za-z0-9_.\-]{1,50}")
 MIN_PASSWORD = 8
@@ -92,3 +93,36 @@ async def usernames(db: Database, ids: Iterable[int | None]) -> dict[int, str]:
 
 async def list_users(db: Database) -> list[Any]:
     return list(await db.fetch_all(sa.select(users.c.id, users.c.username).order_by(users.c.username)))
+
+
+async def session_actor(db: Database, user_id: int, epoch: Any) -> Actor | None:
+    """The user of a session cookie, or None when the user is gone or the session was ended
+    (logout or a password change bumped the epoch since the cookie was signed): one query."""
+    query = sa.select(users.c.id, users.c.username, users.c.is_staff, users.c.session_epoch)
+    row = await db.fetch_one(query.where(users.c.id == user_id))
+    if row is None or not isinstance(epoch, int) or epoch != row.session_epoch:
+        return None
+    return Actor(row.id, row.username, bool(row.is_staff))
+
+
+async def end_sessions(db: Database, user_id: int) -> None:
+    """End every session of the user, on every instance: their cookies carry the old epoch."""
+    await db.write_one(
+        users.update()
+        .where(users.c.id == user_id)
+        .values(session_epoch=users.c.session_epoch + 1)
+        .returning(users.c.id)
+    )
+
+
+async def change_password(db: Database, username: str, password: str) -> None:
+    """Set a new password and end every session opened with the old one."""
+    password_hash = await new_password_hash(username, password)
+    changed = await db.write_one(
+        users.update()
+        .where(users.c.username == username)
+        .values(password_hash=password_hash, session_epoch=users.c.session_epoch + 1)
+        .returning(users.c.id)
+    )
+    if changed is None:
+        raise errors.not_found(f"no user named {username!r}; create one with: matchcast user create NAME --password P")

@@ -22,11 +22,17 @@ from matchcast.web.throttle import too_many
 STATUS = errors.HTTP_STATUS
 MAX_BODY = 64 * 1024
 TOKEN_TTL = 3600
+# Every answer of ours is JSON or plain text: a browser must never sniff it into HTML or script.
+NO_SNIFF = {"X-Content-Type-Options": "nosniff"}
+# A bearer token must not be kept by the browser's or a proxy's cache (RFC 6749 section 5.1).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def error_response(code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=STATUS.get(code, 400), headers=headers
+        {"error": {"code": code, "message": message}},
+        status_code=STATUS.get(code, 400),
+        headers={**NO_SNIFF, **(headers or {})},
     )
 
 
@@ -60,15 +66,19 @@ async def bearer_actor(request: Request) -> Actor:
 Handler = Callable[[Request], Awaitable[Any]]
 
 
-def api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Run a handler, turning DomainError into the contract's error JSON."""
+def api(handler: Handler, headers: dict[str, str] | None = None) -> Callable[[Request], Awaitable[Response]]:
+    """Run a handler, turning DomainError into the contract's error JSON; every answer, refusals
+    included, carries NO_SNIFF and `headers`."""
+    extra = {**NO_SNIFF, **(headers or {})}
 
     async def endpoint(request: Request) -> Response:
         try:
             result = await handler(request)
         except errors.DomainError as exc:
-            return error_response(exc.code, exc.message)
-        return result if isinstance(result, Response) else JSONResponse(result)
+            result = error_response(exc.code, exc.message)
+        response = result if isinstance(result, Response) else JSONResponse(result)
+        response.headers.update(extra)
+        return response
 
     return endpoint
 
@@ -204,16 +214,16 @@ async def healthz(request: Request) -> Response:
     healthy = report["database"] == "ok" and report["broadcast"] == "ok"
     if not healthy:
         report["status"] = "degraded"
-    return JSONResponse(report, status_code=200 if healthy else 503)
+    return JSONResponse(report, status_code=200 if healthy else 503, headers=NO_SNIFF)
 
 
 async def metrics(request: Request) -> Response:
     body = request.app.state.realtime.metrics.render()
-    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8", headers=NO_SNIFF)
 
 
 routes = [
-    Route("/api/token", api(token), methods=["POST"]),
+    Route("/api/token", api(token, NO_STORE), methods=["POST"]),
     Route(f"/api/tournaments/{ID}", api(tournament_snapshot), methods=["GET"]),
     Route(f"/api/matches/{ID}", api(match_snapshot), methods=["GET"]),
     Route(f"/api/matches/{ID}/start", api(start), methods=["POST"]),

@@ -87,7 +87,7 @@ async def login(request: Request) -> Response:
             request, "login.html", {"username": form.username.data, "error": "wrong username or password"}, 401
         )
     actor = Actor(user.id, user.username, bool(user.is_staff))
-    log_in(request, actor)
+    log_in(request, actor, user.session_epoch)
     flash(request, f"Logged in as {user.username}.")
     return see_other(await home_of(request.app.state.realtime.db, actor))
 
@@ -96,7 +96,7 @@ async def logout(request: Request) -> Response:
     form = forms.bind(forms.CSRFForm, request, await request.form())
     if not form.validate():
         return csrf_refused(request)
-    log_out(request)
+    await log_out(request)
     flash(request, "Logged out.")
     return see_other("/")
 
@@ -263,8 +263,16 @@ async def start(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[str
 
 
 async def score(request: Request, rt: Any, actor: Actor, form: Any) -> tuple[str, str]:
+    # The organizer's form, like the organizer API: a participant scores only over the WebSocket
+    # (running scores) and reports the result, never sets it here.
     match = await matches.update_score(
-        rt.db, rt.publisher, actor, path_id(request), form.participant1_score.data, form.participant2_score.data
+        rt.db,
+        rt.publisher,
+        actor,
+        path_id(request),
+        form.participant1_score.data,
+        form.participant2_score.data,
+        organizer_only=True,
     )
     message = f"Match {match.id}: {match.participant1_score}\u2013{match.participant2_score}."
     return message, manage_url(match.tournament_id, f"match-{match.id}")

@@ -1,5 +1,10 @@
-"""The organizer session: a signed cookie (Starlette's SessionMiddleware) holding the user id,
-the CSRF secret of WTForms' SessionCSRF and the flash messages of the next page."""
+"""The organizer session: a signed cookie (Starlette's SessionMiddleware) holding the user id and
+the user's session epoch at login, the CSRF secret of WTForms' SessionCSRF and the flash messages
+of the next page.
+
+A signed cookie cannot be taken back, so the epoch is what ends it: logout and a password change
+bump the user's `session_epoch` in the database, and a cookie carrying an older one is refused on
+every instance (checked in the same query that loads the user)."""
 
 from __future__ import annotations
 
@@ -8,12 +13,14 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from matchcast.services.actors import Actor, load_actor
+from matchcast.services import users
+from matchcast.services.actors import Actor
 from matchcast.settings import Settings
 
 COOKIE = "matchcast_session"
 MAX_AGE = 7 * 86400
 USER_KEY = "user_id"
+EPOCH_KEY = "epoch"
 FLASH_KEY = "flashes"
 
 
@@ -49,28 +56,39 @@ def middleware(settings: Settings) -> list[Middleware]:
 async def current_actor(request: Request) -> Actor | None:
     """The logged-in user (also left on `request.state.viewer` for the templates), else None."""
     if not hasattr(request.state, "viewer"):
-        user_id = request.session.get(USER_KEY)
-        actor = await load_actor(request.app.state.realtime.db, user_id) if isinstance(user_id, int) else None
+        user_id, epoch = request.session.get(USER_KEY), request.session.get(EPOCH_KEY)
+        db = request.app.state.realtime.db
+        actor = await users.session_actor(db, user_id, epoch) if isinstance(user_id, int) else None
         if actor is None and user_id is not None:
-            request.session.pop(USER_KEY, None)  # the user was deleted: the session is over
+            request.session.clear()  # the user was deleted or logged out since: the session is over
         request.state.viewer = actor
     viewer: Actor | None = request.state.viewer
     return viewer
 
 
-def log_in(request: Request, actor: Actor) -> None:
+def log_in(request: Request, actor: Actor, epoch: int) -> None:
     request.session.clear()  # a fresh session: nothing chosen before login carries over
     request.session[USER_KEY] = actor.user_id
+    request.session[EPOCH_KEY] = epoch
     request.state.viewer = actor
 
 
-def log_out(request: Request) -> None:
+async def log_out(request: Request) -> None:
+    """End this session and every other one of the user (copies of the cookie included)."""
+    actor = await current_actor(request)
+    if actor is not None:
+        await users.end_sessions(request.app.state.realtime.db, actor.user_id)
     request.session.clear()
     request.state.viewer = None
 
 
 def flash(request: Request, message: str, category: str = "success") -> None:
-    request.session.setdefault(FLASH_KEY, []).append([category, message])
+    """Add a message for the next page shown; every message waiting is shown, in order.
+
+    The list is assigned anew, never appended to in place: Starlette's Session writes the cookie
+    only when one of its keys is set, so an in-place append to the waiting list was lost.
+    """
+    request.session[FLASH_KEY] = [*request.session.get(FLASH_KEY, []), [category, message]]
 
 
 def pop_flashes(request: Request) -> list[tuple[str, str]]:

@@ -35,7 +35,7 @@ from matchcast.realtime.ratelimit import TokenBucket
 from matchcast.security import TokenError, verify_token
 from matchcast.services import matches, snapshots, tournaments
 from matchcast.services.actors import Actor, load_actor, match_role, may_watch, tournament_role
-from matchcast.web.api import error_response
+from matchcast.web.api import NO_SNIFF, error_response
 from matchcast.web.sockets import Realtime, bearer_token, event_id, resume_point
 
 log = logging.getLogger("matchcast.sse")
@@ -140,7 +140,7 @@ class RoomStream(EventSourceResponse):
     def __init__(self, stream: EventStream, ended: Callable[[], None]) -> None:
         # No ping task per reader: the hub's heartbeat, one timer for every socket, sends the
         # comment line through the Connection, in order with the events.
-        super().__init__(stream.body(), ping=0, sep="\n", shutdown_grace_period=SHUTDOWN_GRACE)
+        super().__init__(stream.body(), ping=0, sep="\n", shutdown_grace_period=SHUTDOWN_GRACE, headers=NO_SNIFF)
         self.stream = stream
         self.ended = ended
 

@@ -70,7 +70,9 @@ templates = Jinja2Templates(
 def render(request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200) -> Response:
     context = {"viewer": getattr(request.state, "viewer", None), **(context or {})}
     context.setdefault("error", None)
-    context["flashes"] = pop_flashes(request)
+    # Taken from the session only by a page that shows them (base.html), so a page without
+    # them (the overlay) leaves them waiting for the next one.
+    context["take_flashes"] = lambda: pop_flashes(request)
     context["csrf_token"] = lambda: once_per_request(request)
     return templates.TemplateResponse(request, name, context, status_code=status_code, headers=HEADERS)
 
