@@ -7,6 +7,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -23,7 +24,7 @@ from matchcast.logs import redact_tokens
 from matchcast.realtime.broadcast import BroadcastBroker
 from matchcast.realtime.hub import Hub
 from matchcast.realtime.metrics import Metrics
-from matchcast.services import freshness
+from matchcast.services import freshness, recovery
 from matchcast.services.deadlines import DeadlineTimer
 from matchcast.services.webhook_delivery import WebhookDispatcher
 from matchcast.settings import Settings
@@ -39,6 +40,7 @@ MAX_BODY = 1024 * 1024  # bytes of any request body; forms and JSON are far smal
 # was rolled back by the server, so nothing is half-written.
 DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.OperatorInterventionError)
 WS_1011_INTERNAL_ERROR = 1011
+UNLOGGED_QUIET_WINDOWS = 10  # a score untouched for this many batching windows is past its window
 
 
 async def database_unavailable(conn: Request | WebSocket, exc: Exception) -> Response | None:
@@ -74,6 +76,11 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
         await db.open_pool()
         await broker.connect()
         await hub.start()
+        # Scores a killed instance stored inside a batching window but never logged (recovery.py).
+        quiet_for = timedelta(milliseconds=UNLOGGED_QUIET_WINDOWS * settings.score_batch_window_ms)
+        recovered = await recovery.publish_unlogged_scores(db, deadlines, quiet_for)
+        if recovered:
+            log.warning("published %d score(s) stored but never logged (an instance was killed)", recovered)
         deadlines.start()
         dispatcher.start()
         log.info("matchcast ready (database %s, broadcast %s)", db.url.scheme, settings.broadcast_url.split(":")[0])
