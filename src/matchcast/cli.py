@@ -165,7 +165,7 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     row = run(settings, lambda db: users.find_user(db, args.name))
     if row is None:
         raise not_found(f"no user named {args.name!r}; create one with: matchcast user create NAME --password P")
-    print(create_user_token(settings.jwt_secret, row.id, args.ttl))
+    print(create_user_token(settings.jwt_secret, row.id, args.ttl, row.session_epoch))
     return 0
 
 

@@ -37,16 +37,23 @@ class TokenError(Exception):
 class TokenSubject:
     user_id: int | None  # None for a guest spectator
     guest: str | None = None
+    # The user's session epoch when the token was minted: logout and a password change bump the
+    # user's, which revokes the token (services.actors.load_actor). 0 in tokens from before epochs.
+    epoch: int = 0
 
 
-def create_token(secret: str, subject: str, ttl_seconds: int) -> str:
+EPOCH_CLAIM = "sep"
+
+
+def create_token(secret: str, subject: str, ttl_seconds: int, **extra: int) -> str:
     now = int(time.time())
-    claims = {"sub": subject, "iat": now, "exp": now + ttl_seconds}
+    claims = {"sub": subject, "iat": now, "exp": now + ttl_seconds, **extra}
     return str(jwt.encode(claims, secret, algorithm=ALGORITHM))
 
 
-def create_user_token(secret: str, user_id: int, ttl_seconds: int) -> str:
-    return create_token(secret, str(user_id), ttl_seconds)
+def create_user_token(secret: str, user_id: int, ttl_seconds: int, epoch: int = 0) -> str:
+    """A user's token, valid until it expires or the user's session epoch moves past `epoch`."""
+    return create_token(secret, str(user_id), ttl_seconds, **{EPOCH_CLAIM: epoch})
 
 
 def create_guest_token(secret: str, ttl_seconds: int) -> str:
@@ -68,7 +75,11 @@ def verify_token(secret: str, token: str | None) -> TokenSubject:
     except (JOSEError, AttributeError, TypeError, ValueError):
         # python-jose raises JWKError (not a JWTError) for some forged headers: catch the base.
         raise TokenError("token is not valid: it must be an HS256 JWT signed by this server") from None
-    return parse_subject(claims.get("sub"))
+    subject = parse_subject(claims.get("sub"))
+    epoch = claims.get(EPOCH_CLAIM, 0)
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch < 1 << 62:
+        raise TokenError("token is not valid: it must be an HS256 JWT signed by this server")
+    return TokenSubject(subject.user_id, subject.guest, epoch)
 
 
 def parse_subject(sub: object) -> TokenSubject:

@@ -7,6 +7,7 @@ import httpx
 import sqlalchemy as sa
 
 from matchcast.services import users
+from matchcast.services.actors import REVOKED
 from tests.support.factories import PASSWORD
 from tests.support.server import running_server, test_settings
 
@@ -27,4 +28,4 @@ async def test_a_deleted_users_id_is_never_given_again_and_its_token_is_refused(
                 "/api/tournaments/1/webhooks", headers={"Authorization": f"Bearer {deleted_token}"}
             )
             assert response.status_code == 401, response.text
-            assert response.json()["error"]["message"] == "this token does not belong to a user"
+            assert response.json()["error"]["message"] == REVOKED

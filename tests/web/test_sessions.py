@@ -3,13 +3,16 @@ the cookie included, on every instance (the epoch is in the database); on both d
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from matchcast.services import users
+from matchcast.services.actors import REVOKED
 from tests.support.databases import dump
+from tests.support.factories import PASSWORD
 from tests.support.server import RunningServer, running_server, test_settings
 from tests.web.helpers import csrf_of, log_in
 
@@ -97,3 +100,38 @@ async def test_a_password_change_refuses_bad_input_and_unknown_users(database_ur
         with pytest.raises(Exception, match="no user named 'nobody'"):
             await users.change_password(server.realtime.db, "nobody", NEW_PASSWORD)
         assert await dump(server.realtime.db) == before
+
+
+async def test_logout_revokes_the_users_tokens_too(servers: tuple[RunningServer, RunningServer]) -> None:
+    """The page's live token and a token from POST /api/token stop working after logout, on the
+    WebSocket, SSE and the API of every instance; a new login's token works."""
+    first, second = servers
+    t = await first.factory.seeded(2)
+    player = t.players[0]
+    async with httpx.AsyncClient(base_url=first.http, follow_redirects=False, timeout=5) as browser:
+        assert (await log_in(browser, player.username)).status_code == 303
+        me = await browser.get("/me")
+        live = re.search(r'data-token="([^"]+)"', me.text)
+        assert live is not None
+        issued = await browser.post("/api/token", json={"username": player.username, "password": PASSWORD})
+        api_token = issued.json()["access_token"]
+        tokens = (live.group(1), api_token)
+        for token in tokens:  # good before logout
+            async with second.client(f"/ws/tournament/{t.id}/", token) as ws:
+                assert (await ws.established())["user_id"] == player.user_id
+        page = await browser.get("/me")
+        assert (await browser.post("/logout", data={"csrf_token": csrf_of(page.text)})).status_code == 303
+
+    async with httpx.AsyncClient(base_url=second.http, timeout=5) as http:
+        for token in tokens:
+            async with second.client(f"/ws/tournament/{t.id}/", token) as ws:
+                assert await ws.closed() == 4001
+            refused = await http.get(f"/sse/tournaments/{t.id}", headers={"Authorization": f"Bearer {token}"})
+            assert refused.status_code == 401 and refused.json()["error"]["message"] == REVOKED
+            refused = await http.post(
+                f"/api/matches/{t.match_ids[0]}/start", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert refused.status_code == 401 and refused.json()["error"]["message"] == REVOKED
+        issued = await http.post("/api/token", json={"username": player.username, "password": PASSWORD})
+        async with second.client(f"/ws/tournament/{t.id}/", issued.json()["access_token"]) as ws:
+            assert (await ws.established())["user_id"] == player.user_id

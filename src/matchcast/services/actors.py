@@ -18,11 +18,20 @@ class Actor:
     user_id: int
     username: str
     is_staff: bool
+    session_epoch: int = 0  # users.session_epoch: tokens minted for this actor carry it
 
 
-async def load_actor(db: Database, user_id: int) -> Actor | None:
-    row = await db.fetch_one(sa.select(users.c.id, users.c.username, users.c.is_staff).where(users.c.id == user_id))
-    return None if row is None else Actor(row.id, row.username, bool(row.is_staff))
+REVOKED = "unknown user, or the token was revoked by a logout or a password change: log in again for a new one"
+
+
+async def load_actor(db: Database, user_id: int, epoch: int | None = None) -> Actor | None:
+    """The user, or None when there is none, or when `epoch` (a token's) is not the user's
+    current session epoch: a logout or a password change since revoked the token."""
+    query = sa.select(users.c.id, users.c.username, users.c.is_staff, users.c.session_epoch)
+    row = await db.fetch_one(query.where(users.c.id == user_id))
+    if row is None or (epoch is not None and epoch != row.session_epoch):
+        return None
+    return Actor(row.id, row.username, bool(row.is_staff), row.session_epoch)
 
 
 def is_organizer(actor: Actor | None, tournament: Any) -> bool:

@@ -102,7 +102,7 @@ async def session_actor(db: Database, user_id: int, epoch: Any) -> Actor | None:
     row = await db.fetch_one(query.where(users.c.id == user_id))
     if row is None or not isinstance(epoch, int) or epoch != row.session_epoch:
         return None
-    return Actor(row.id, row.username, bool(row.is_staff))
+    return Actor(row.id, row.username, bool(row.is_staff), row.session_epoch)
 
 
 async def end_sessions(db: Database, user_id: int) -> None:

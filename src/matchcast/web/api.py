@@ -15,7 +15,7 @@ from matchcast.ids import ID, path_id
 from matchcast.protocol import is_int
 from matchcast.security import TokenError, create_user_token, verify_token
 from matchcast.services import disputes, matches, snapshots, webhooks
-from matchcast.services.actors import Actor, load_actor, may_watch_tournament
+from matchcast.services.actors import REVOKED, Actor, load_actor, may_watch_tournament
 from matchcast.web import throttle
 from matchcast.web.throttle import too_many
 
@@ -57,9 +57,10 @@ async def bearer_actor(request: Request) -> Actor:
         subject = verify_token(request.app.state.realtime.settings.jwt_secret, token.strip())
     except TokenError as exc:
         raise errors.DomainError(errors.UNAUTHORIZED, str(exc)) from None
-    actor = await load_actor(request.app.state.realtime.db, subject.user_id) if subject.user_id else None
+    db = request.app.state.realtime.db
+    actor = await load_actor(db, subject.user_id, subject.epoch) if subject.user_id else None
     if actor is None:
-        raise errors.DomainError(errors.UNAUTHORIZED, "this token does not belong to a user")
+        raise errors.DomainError(errors.UNAUTHORIZED, REVOKED if subject.user_id else "a guest token cannot act")
     return actor
 
 
@@ -95,7 +96,7 @@ async def token(request: Request) -> Any:
     if user is None:
         raise errors.DomainError(errors.UNAUTHORIZED, "wrong username or password")
     return {
-        "access_token": create_user_token(rt.settings.jwt_secret, user.id, TOKEN_TTL),
+        "access_token": create_user_token(rt.settings.jwt_secret, user.id, TOKEN_TTL, user.session_epoch),
         "token_type": "bearer",
         "expires_in": TOKEN_TTL,
     }

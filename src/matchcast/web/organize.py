@@ -86,7 +86,7 @@ async def login(request: Request) -> Response:
         return render(
             request, "login.html", {"username": form.username.data, "error": "wrong username or password"}, 401
         )
-    actor = Actor(user.id, user.username, bool(user.is_staff))
+    actor = Actor(user.id, user.username, bool(user.is_staff), user.session_epoch)
     log_in(request, actor, user.session_epoch)
     flash(request, f"Logged in as {user.username}.")
     return see_other(await home_of(request.app.state.realtime.db, actor))

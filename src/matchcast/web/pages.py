@@ -38,7 +38,7 @@ MAX_ROOMS = 20  # tournament rooms /me follows live (a player's running tourname
 def live_token(request: Request, viewer: Actor | None) -> str:
     settings = request.app.state.realtime.settings
     if viewer is not None:
-        return create_user_token(settings.jwt_secret, viewer.user_id, settings.guest_token_ttl)
+        return create_user_token(settings.jwt_secret, viewer.user_id, settings.guest_token_ttl, viewer.session_epoch)
     return create_guest_token(settings.jwt_secret, settings.guest_token_ttl)
 
 

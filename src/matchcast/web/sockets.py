@@ -42,7 +42,14 @@ from matchcast.realtime.metrics import Metrics
 from matchcast.realtime.ratelimit import TokenBucket
 from matchcast.security import TokenError, verify_token
 from matchcast.services import disputes, matches, results, snapshots
-from matchcast.services.actors import Actor, load_actor, match_role, may_watch_tournament, tournament_role
+from matchcast.services.actors import (
+    REVOKED,
+    Actor,
+    load_actor,
+    match_role,
+    may_watch_tournament,
+    tournament_role,
+)
 from matchcast.services.publisher import Publisher
 from matchcast.settings import Settings
 
@@ -124,7 +131,7 @@ class RoomEndpoint(WebSocketEndpoint):
             await self._refuse(websocket, rt, WS_4404_NOT_FOUND, f"no such {self.kind}")
             return
         try:
-            opened = await self._open(websocket, rt, subject.user_id)
+            opened = await self._open(websocket, rt, subject.user_id, subject.epoch)
         except Exception as exc:  # the database or the broker is down: say so, do not hang
             log.warning("could not open %s %s: %r", self.kind, self.room_id, exc)
             if self.conn is not None:
@@ -136,12 +143,12 @@ class RoomEndpoint(WebSocketEndpoint):
             assert self.conn is not None
             log.info("open room=%s role=%s user=%s", self.conn.room, self.conn.role, self.conn.user_id)
 
-    async def _open(self, websocket: WebSocket, rt: Realtime, user_id: int | None) -> bool:
+    async def _open(self, websocket: WebSocket, rt: Realtime, user_id: int | None, epoch: int) -> bool:
         async with rt.db.connection():  # one database connection for these few queries
             if user_id is not None:
-                self.actor = await load_actor(rt.db, user_id)
+                self.actor = await load_actor(rt.db, user_id, epoch)
                 if self.actor is None:
-                    await self._refuse(websocket, rt, WS_4001_AUTHENTICATION_FAILED, "unknown user")
+                    await self._refuse(websocket, rt, WS_4001_AUTHENTICATION_FAILED, REVOKED)
                     return False
             role = await self.resolve_role(rt.db)
         if role is None:

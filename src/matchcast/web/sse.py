@@ -34,7 +34,7 @@ from matchcast.realtime.connection import Connection
 from matchcast.realtime.ratelimit import TokenBucket
 from matchcast.security import TokenError, verify_token
 from matchcast.services import matches, snapshots, tournaments
-from matchcast.services.actors import Actor, load_actor, match_role, may_watch, tournament_role
+from matchcast.services.actors import REVOKED, Actor, load_actor, match_role, may_watch, tournament_role
 from matchcast.web.api import NO_SNIFF, error_response
 from matchcast.web.sockets import Realtime, bearer_token, event_id, resume_point
 
@@ -200,9 +200,9 @@ def endpoint(kind: RoomKind) -> Callable[[Request], Awaitable[Response]]:
         except errors.DomainError as exc:
             return error_response(exc.code, exc.message)
         async with rt.db.connection():  # one database connection for these few queries
-            actor = None if subject.user_id is None else await load_actor(rt.db, subject.user_id)
+            actor = None if subject.user_id is None else await load_actor(rt.db, subject.user_id, subject.epoch)
             if subject.user_id is not None and actor is None:
-                return error_response(errors.UNAUTHORIZED, "this token's user does not exist")
+                return error_response(errors.UNAUTHORIZED, REVOKED)
             role = await kind.role(rt.db, actor, room_id)
         if role is None:
             return error_response(errors.NOT_FOUND, NOT_READABLE.format(kind=kind.name))
