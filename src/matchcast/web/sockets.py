@@ -8,8 +8,10 @@ Frames are received as text and parsed here: bad input is answered, never a reas
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +86,19 @@ def bearer_token(connection: HTTPConnection) -> str | None:
     header = connection.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def transport_cutter(websocket: WebSocket) -> Callable[[], None]:
+    """Something that drops the socket's TCP connection at once, unsent data and all.
+
+    ASGI has no such message: uvicorn's protocol object owns both the `receive` callable the app
+    gets and the transport (asyncio's `abort()` drops the buffers a plain `close()` waits to flush
+    to a client that does not read). Elsewhere (another server, a test client) it does nothing.
+    """
+    transport = getattr(getattr(websocket._receive, "__self__", None), "transport", None)
+    if isinstance(transport, asyncio.BaseTransport):
+        return transport.abort if isinstance(transport, asyncio.WriteTransport) else transport.close
+    return lambda: None
 
 
 def resume_point(connection: HTTPConnection) -> int | None:
@@ -161,6 +176,7 @@ class RoomEndpoint(WebSocketEndpoint):
             rt.settings.max_pending,
             TokenBucket(rt.settings.rate_limit),
             rt.hub.leave,
+            transport_cutter(websocket),
         )
         welcome = {
             "room": room,
