@@ -10,16 +10,26 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
+import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from matchcast.db.tables import events
-from matchcast.protocol import WS_4009_SLOW_CONSUMER, Event, tournament_room
+from matchcast.protocol import (
+    WS_4008_RATE_LIMITED,
+    WS_4009_SLOW_CONSUMER,
+    WS_4029_TOO_MANY_CONNECTIONS,
+    Event,
+    tournament_room,
+)
 from matchcast.realtime import eventlog
 from matchcast.realtime.connection import Connection
+from matchcast.realtime.quotas import SharedBuckets
+from matchcast.settings import RateLimit
 from tests.support.server import RunningServer
 
 STALL = {"max_pending": 32, "heartbeat_interval": 0.5, "heartbeat_timeout": 1.5}
@@ -149,3 +159,67 @@ async def test_regression_partial_is_decided_without_reading_pruned_events(
         assert established["replay"] == "complete"
         assert [e["id"] for e in await ws.events(10)] == list(range(291, 301))
     assert reads and all(n <= 10 for _, n in reads), reads  # only the complete resume read, only its 10
+
+
+# -- sockets per user and per address (4029), rate per user -------------------------------------
+
+
+@pytest.mark.parametrize("overrides", [{"max_sockets_per_user": 3, "max_sockets_per_address": 5}])
+async def test_regression_sockets_per_user_and_per_address_are_capped_4029(server: RunningServer) -> None:
+    """Issue 16: one guest opened 2000 sockets. Past the cap the handshake is closed 4029."""
+    _t, match = await server.factory.live_match()
+    path = f"/ws/match/{match.id}/"
+    token = server.token(match.participant1_id)
+    async with AsyncExitStack() as stack:
+        for _ in range(3):
+            await (await stack.enter_async_context(server.client(path, token))).established()
+        async with server.client(path, token) as fourth:
+            assert await fourth.closed() == WS_4029_TOO_MANY_CONNECTIONS
+        for _ in range(2):  # two guests: the address's fifth socket
+            await (await stack.enter_async_context(server.client(path, server.guest_token()))).established()
+        async with server.client(path, server.guest_token()) as sixth:
+            assert await sixth.closed() == WS_4029_TOO_MANY_CONNECTIONS
+        async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
+            refused = await http.get(f"/sse/matches/{match.id}", params={"token": server.guest_token()})
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+    # Closed sockets give their places back, and nothing is left counted.
+    await wait_for(lambda: not server.realtime.hub.quota.users and not server.realtime.hub.quota.addresses, 5)
+    async with server.client(path, token) as again:
+        await again.established()
+
+
+@pytest.mark.parametrize("overrides", [{"user_rate_limit": RateLimit(5, 10.0)}])
+async def test_regression_the_rate_limit_is_shared_by_a_users_sockets(server: RunningServer) -> None:
+    """Issue 16: one participant with 40 sockets had 40 times the per-socket rate."""
+    _t, match = await server.factory.live_match()
+    path = f"/ws/match/{match.id}/"
+    token = server.token(match.participant1_id)
+    async with AsyncExitStack() as stack:
+        sockets = [await stack.enter_async_context(server.client(path, token)) for _ in range(3)]
+        other = await stack.enter_async_context(server.client(path, server.token(match.participant2_id)))
+        for ws in [*sockets, other]:
+            await ws.established()
+        answers = []
+        for n in range(3):
+            for ws in sockets:  # 9 frames, each socket well within its own 20/1s
+                await ws.send({"type": "ping", "timestamp": n})
+                answers.append((await ws.recv_type("pong", "error"))["type"])
+        assert answers.count("pong") == 5 and answers.count("error") == 4
+        await other.send({"type": "ping", "timestamp": 1})  # another user is not slowed down
+        assert (await other.recv_type("pong", "error"))["type"] == "pong"
+        flooder = sockets[0]
+        for n in range(3):  # it had its 3 answers within 10 s (one above): the fourth refusal closes
+            await flooder.send({"type": "ping", "timestamp": n})
+        assert await flooder.closed() == WS_4008_RATE_LIMITED
+
+
+def test_shared_buckets_forget_idle_users(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    buckets = SharedBuckets(RateLimit(2, 1.0))
+    for n in range(1000):
+        assert buckets.allow(f"address:{n}")
+    now[0] += 1.0  # every bucket full again
+    assert buckets.allow("user:1")
+    assert list(buckets.buckets) == ["user:1"]
+    assert buckets.allow("user:1") and not buckets.allow("user:1")

@@ -32,6 +32,7 @@ from matchcast.realtime.batching import ScoreBatcher, ScoreLedger
 from matchcast.realtime.broker import Broker, Subscription
 from matchcast.realtime.connection import CONTROL, Connection, Replay
 from matchcast.realtime.metrics import Metrics
+from matchcast.realtime.quotas import SharedBuckets, SocketQuota
 from matchcast.realtime.retention import run_pruner
 from matchcast.realtime.rooms import Room
 from matchcast.realtime.viewers import ViewerCounter
@@ -61,6 +62,8 @@ class Hub:
         self._publish_lock = asyncio.Lock()
         self._heartbeat: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
+        self.quota = SocketQuota(settings.max_sockets_per_user, settings.max_sockets_per_address)
+        self.user_rate = SharedBuckets(settings.user_rate_limit)
         self.viewers = ViewerCounter(broker, self, settings.viewers_interval_ms / 1000)
         metrics.watch_connections(self._connection_counts)
 

@@ -31,6 +31,7 @@ from matchcast.protocol import (
     WS_4001_AUTHENTICATION_FAILED,
     WS_4003_FORBIDDEN,
     WS_4008_RATE_LIMITED,
+    WS_4029_TOO_MANY_CONNECTIONS,
     WS_4404_NOT_FOUND,
     encode_error,
     encode_pong,
@@ -42,7 +43,7 @@ from matchcast.realtime.connection import CONTROL, Connection
 from matchcast.realtime.hub import Hub
 from matchcast.realtime.metrics import Metrics
 from matchcast.realtime.ratelimit import TokenBucket
-from matchcast.security import TokenError, verify_token
+from matchcast.security import TokenError, TokenSubject, verify_token
 from matchcast.services import disputes, matches, results, snapshots
 from matchcast.services.actors import Actor, load_actor, match_role, may_watch_tournament, tournament_role
 from matchcast.services.publisher import Publisher
@@ -101,6 +102,20 @@ def transport_cutter(websocket: WebSocket) -> Callable[[], None]:
     return lambda: None
 
 
+def client_address(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else "unknown"
+
+
+def quota_key(subject: TokenSubject) -> str:
+    """A user counts by id; a guest token is a user of its own (the address cap bounds minting more)."""
+    return f"user:{subject.user_id}" if subject.user_id is not None else f"guest:{subject.guest}"
+
+
+def rate_key(subject: TokenSubject, address: str) -> str:
+    """Guests share their address's bucket: a new guest token is free, a new address is not."""
+    return f"user:{subject.user_id}" if subject.user_id is not None else f"address:{address}"
+
+
 def resume_point(connection: HTTPConnection) -> int | None:
     return event_id(connection.query_params.get("last_event_id"))
 
@@ -117,6 +132,8 @@ class RoomEndpoint(WebSocketEndpoint):
     kind = ""
 
     conn: Connection | None = None
+    quota: tuple[str, str] | None = None  # (user key, address) counted in the hub's SocketQuota
+    rate_key = ""
     actor: Actor | None = None
     room_id = 0
     tournament_id = 0  # a match room's tournament
@@ -138,8 +155,27 @@ class RoomEndpoint(WebSocketEndpoint):
         except errors.DomainError:
             await self._refuse(websocket, rt, WS_4404_NOT_FOUND, f"no such {self.kind}")
             return
+        address = client_address(websocket)
+        refused = rt.hub.quota.acquire(quota_key(subject), address)
+        if refused is not None:
+            await self._refuse(websocket, rt, WS_4029_TOO_MANY_CONNECTIONS, refused)
+            return
+        self.quota = (quota_key(subject), address)
+        self.rate_key = rate_key(subject, address)
         try:
-            opened = await self._open(websocket, rt, subject.user_id)
+            await self._connect(websocket, rt, subject.user_id)
+        except BaseException:  # cancelled mid-set-up: on_disconnect will not run
+            self._release(rt)
+            raise
+
+    def _release(self, rt: Realtime) -> None:
+        if self.quota is not None:
+            rt.hub.quota.release(*self.quota)
+            self.quota = None
+
+    async def _connect(self, websocket: WebSocket, rt: Realtime, user_id: int | None) -> None:
+        try:
+            opened = await self._open(websocket, rt, user_id)
         except Exception as exc:  # the database or the broker is down: say so, do not hang
             log.warning("could not open %s %s: %r", self.kind, self.room_id, exc)
             if self.conn is not None:
@@ -203,7 +239,8 @@ class RoomEndpoint(WebSocketEndpoint):
         rt: Realtime = websocket.app.state.realtime
         rt.metrics.frames_in.inc()
         conn.last_seen = time.monotonic()
-        if not conn.bucket.allow():
+        # Each socket's bucket (the contract's), then the one its user shares with its other sockets.
+        if not conn.bucket.allow() or not rt.hub.user_rate.allow(self.rate_key):
             if conn.bucket.flooding():
                 conn.abort(WS_4008_RATE_LIMITED, drain=True)
             else:
@@ -234,10 +271,11 @@ class RoomEndpoint(WebSocketEndpoint):
             self.conn.offer(CONTROL, encode_error(code, message))
 
     async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
+        rt: Realtime = websocket.app.state.realtime
+        self._release(rt)
         conn = self.conn
         if conn is None:
             return
-        rt: Realtime = websocket.app.state.realtime
         rt.hub.leave(conn)
         conn.closing = True
         code = conn.close_code or close_code
