@@ -115,6 +115,24 @@ async def test_regression_a_client_that_never_takes_its_replay_holds_at_most_max
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("overrides", [{**STALL, "max_pending": 4096}])
+async def test_regression_a_client_whose_whole_replay_is_queued_but_never_read_is_closed_4009(
+    server: RunningServer,
+) -> None:
+    """Issue 16: with the replay all read (kernel buffers plus a backlog within max_pending) and a
+    quiet room, nothing ever tripped the bound: the client held its frames while it pinged."""
+    tournament_id = await long_log(server)
+    async with stalled(server, f"/ws/tournament/{tournament_id}/?last_event_id=0"):
+        await wait_for(lambda: only_connection(server) is not None, 10)
+        conn = only_connection(server)
+        assert conn is not None
+        await wait_for(lambda: not conn.replaying and conn.pending > 0, 10)  # all read, some never taken
+        await wait_for(lambda: conn.closing, 10)
+        assert conn.close_code == WS_4009_SLOW_CONSUMER
+        assert conn.pending == 0
+
+
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("overrides", [STALL])
 async def test_regression_a_stalled_client_closed_4009_loses_its_tcp_connection(server: RunningServer) -> None:
     """Issue 16: after the 4009 the server kept the TCP connection (fd, task, kernel buffers)

@@ -78,6 +78,9 @@ class Connection:
         "room",
         "room_freed",
         "room_kind",
+        "stuck_since",
+        "taken",
+        "taken_seen",
         "user_id",
         "websocket",
         "writer",
@@ -109,6 +112,9 @@ class Connection:
         self.replaying = False  # pages of the replay are still to come: live frames wait
         self.feeder: asyncio.Task[None] | None = None  # reads the replay's pages
         self.room_freed: asyncio.Future[None] | None = None  # the feeder waits on it for room
+        self.taken = 0  # frames the client took; the heartbeat watches it move (stuck())
+        self.taken_seen = 0
+        self.stuck_since: float | None = None
         self.writer: asyncio.Task[None] | None = None  # a writer that had to wait
         self.draining = False  # a writer is running (eagerly, or in `writer`)
         self.after = 0  # events with an id at most this were already sent (or replayed)
@@ -216,6 +222,7 @@ class Connection:
                     frame = self.replay.popleft()
                     self._taken()
                     await self.websocket.send_text(frame)
+                    self.taken += 1
                     continue
                 if self.replaying or not self.backlog:
                     break  # the feeder starts the writer again with its next page
@@ -226,6 +233,7 @@ class Connection:
                         continue  # already in the snapshot or the replay
                     self.after = event_id
                 await self.websocket.send_text(frame)
+                self.taken += 1
         except Exception:  # the peer went away mid-send; the endpoint's receive loop sees it too
             self.closing = True
             self._drop()
@@ -296,6 +304,20 @@ class Connection:
         self.replay.clear()
         self.replaying = False
         self._taken()
+
+    def stuck(self, now: float, timeout: float) -> bool:
+        """True when a writer has waited on the client for `timeout` seconds without it taking a frame.
+
+        The backlog bound only trips when more frames come; a client that stopped reading in a
+        quiet room (or once its whole replay was queued) would hold its backlog for ever.
+        """
+        if self.writer is None or self.taken != self.taken_seen:
+            self.taken_seen = self.taken
+            self.stuck_since = None
+            return False
+        if self.stuck_since is None:
+            self.stuck_since = now
+        return now - self.stuck_since >= timeout
 
     @property
     def pending(self) -> int:

@@ -23,6 +23,7 @@ from matchcast.db.database import Database
 from matchcast.protocol import (
     WS_1012_SERVICE_RESTART,
     WS_4004_HEARTBEAT_TIMEOUT,
+    WS_4009_SLOW_CONSUMER,
     Event,
     encode,
     encode_ping,
@@ -274,6 +275,8 @@ class Hub:
             for conn in list(self.connections()):
                 if now - conn.last_seen > timeout:
                     conn.abort(WS_4004_HEARTBEAT_TIMEOUT, drain=True)
+                elif conn.stuck(now, timeout):  # pings sent, nothing read: a slow consumer
+                    conn.abort(WS_4009_SLOW_CONSUMER)
                 elif frame is not None:
                     conn.offer(CONTROL, frame)
                     sent += 1
