@@ -1,8 +1,9 @@
 """Hostile users against a real `matchcast serve` (issue 16), measured from /proc and `ss`.
 
 1. Replay pinning: N guests resume a long log (`last_event_id=0`), never read, and ping every
-   2 s so the heartbeat never closes them. Prints the server's RSS and kernel send queues with
-   them connected, and again once the heartbeat timeout and the close grace have passed.
+   2 s so the heartbeat never closes them (their own keepalive off: its pong would never come).
+   Prints the server's RSS and kernel send queues with them connected, and again once they are
+   gone (the heartbeat timeout and the close grace) or 55 s have passed.
 2. Rate per user: one participant opens S sockets and sends score updates at 19/s on each (under
    the per-socket 20/1s) for a few seconds. Prints the writes accepted per second.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import tempfile
@@ -68,7 +70,9 @@ async def stalled_guest(url: str, stop_at: float) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
     sock.connect(("127.0.0.1", int(url.split(":")[2].split("/")[0])))
     try:
-        async with connect(url, sock=sock, max_queue=1, open_timeout=10, close_timeout=1, max_size=None) as ws:
+        async with connect(
+            url, sock=sock, max_queue=1, open_timeout=10, close_timeout=1, max_size=None, ping_interval=None
+        ) as ws:
             n = 0
             while time.monotonic() < stop_at:
                 n += 1
@@ -80,20 +84,26 @@ async def stalled_guest(url: str, stop_at: float) -> None:
 
 async def pin_replays(port: int, pid: int, tournament_id: int, guests: list[str], sockets: int) -> None:
     before = rss_kb(pid)
-    stop_at = time.monotonic() + 40
+    stop_at = time.monotonic() + 60
     url = f"ws://127.0.0.1:{port}/ws/tournament/{tournament_id}/?last_event_id=0&token="
     tasks = [asyncio.create_task(stalled_guest(url + guests[i], stop_at)) for i in range(sockets)]
     await asyncio.sleep(10)  # all connected and stuck
     held, queued = server_send_queue(port)
     during = rss_kb(pid)
-    await asyncio.sleep(22)  # heartbeat timeout (12 s) + close grace (5 s) + slack
+    waited = 0
+    while server_send_queue(port)[0] and waited < 45:  # heartbeat timeout, close grace, then some
+        await asyncio.sleep(1)
+        waited += 1
+        if os.environ.get("ABUSE_LOG"):
+            print(waited + 10, server_send_queue(port), flush=True)
     after_held, after_queued = server_send_queue(port)
     after = rss_kb(pid)
     await asyncio.gather(*tasks, return_exceptions=True)
     print(
         f"replay pinning, {sockets} stalled guests: RSS {mib(before)} -> {mib(during)} "
         f"({held} connections, {queued / 1e6:.0f} MB in kernel send queues); "
-        f"22 s later RSS {mib(after)}, {after_held} connections, {after_queued / 1e6:.0f} MB queued"
+        f"{waited + 10} s after connecting: RSS {mib(after)}, {after_held} connections, "
+        f"{after_queued / 1e6:.0f} MB queued"
     )
 
 
@@ -169,6 +179,8 @@ def main() -> None:
             asyncio.run(flood(port, match["id"], player["token"], args.flooders))
         finally:
             stop(process)
+            if os.environ.get("ABUSE_LOG"):
+                print(log.read_text(errors="replace")[-6000:])
 
 
 if __name__ == "__main__":

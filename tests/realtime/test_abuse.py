@@ -61,7 +61,9 @@ async def stalled(server: RunningServer, path: str) -> AsyncIterator[ClientConne
     sock.connect((server.host, server.port))
     sep = "&" if "?" in path else "?"
     url = f"{server.ws}{path}{sep}token={server.guest_token()}"
-    async with connect(url, sock=sock, max_queue=1, open_timeout=5, close_timeout=1, max_size=None) as ws:
+    async with connect(
+        url, sock=sock, max_queue=1, open_timeout=5, close_timeout=1, max_size=None, ping_interval=None
+    ) as ws:
 
         async def ping() -> None:
             n = 0

@@ -8,12 +8,11 @@ Frames are received as text and parsed here: bad input is answered, never a reas
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from starlette.endpoints import WebSocketEndpoint
 from starlette.requests import HTTPConnection
@@ -94,11 +93,13 @@ def transport_cutter(websocket: WebSocket) -> Callable[[], None]:
 
     ASGI has no such message: uvicorn's protocol object owns both the `receive` callable the app
     gets and the transport (asyncio's `abort()` drops the buffers a plain `close()` waits to flush
-    to a client that does not read). Elsewhere (another server, a test client) it does nothing.
+    to a client that does not read). uvloop's transports are not asyncio's classes, so it is looked
+    up by name. Elsewhere (another server, a test client) it does nothing.
     """
     transport = getattr(getattr(websocket._receive, "__self__", None), "transport", None)
-    if isinstance(transport, asyncio.BaseTransport):
-        return transport.abort if isinstance(transport, asyncio.WriteTransport) else transport.close
+    abort = getattr(transport, "abort", None)
+    if callable(abort):
+        return cast(Callable[[], None], abort)
     return lambda: None
 
 
