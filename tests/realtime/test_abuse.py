@@ -13,9 +13,12 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from types import SimpleNamespace
+from typing import cast
 
 import httpx
 import pytest
+from starlette.websockets import WebSocket
 from websockets.asyncio.client import ClientConnection, connect
 
 from matchcast.db.tables import events
@@ -30,6 +33,7 @@ from matchcast.realtime import eventlog
 from matchcast.realtime.connection import Connection
 from matchcast.realtime.quotas import SharedBuckets
 from matchcast.settings import RateLimit
+from matchcast.web.sockets import transport_cutter
 from tests.support.server import RunningServer
 
 STALL = {"max_pending": 32, "heartbeat_interval": 0.5, "heartbeat_timeout": 1.5}
@@ -243,3 +247,46 @@ def test_shared_buckets_forget_idle_users(monkeypatch: pytest.MonkeyPatch) -> No
     assert buckets.allow("user:1")
     assert list(buckets.buckets) == ["user:1"]
     assert buckets.allow("user:1") and not buckets.allow("user:1")
+
+
+class Accepting(asyncio.Protocol):
+    """A server side that only keeps its transport, as uvicorn's protocols do."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.BaseTransport | None = None
+        self.lost = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
+
+    async def receive(self) -> None:
+        """Stands for uvicorn's `receive`: a bound method of the protocol."""
+
+
+def test_regression_the_transport_is_cut_under_uvloop() -> None:
+    """`matchcast serve` runs on uvloop, whose transports are not asyncio's classes: the cut
+    looked for asyncio.BaseTransport, found none, and did nothing (the tests' loop is asyncio's)."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> None:
+        accepting = Accepting()
+        server = await asyncio.get_running_loop().create_server(lambda: accepting, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            await wait_for(lambda: accepting.transport is not None, 5)
+            cut = transport_cutter(cast(WebSocket, SimpleNamespace(_receive=accepting.receive)))
+            cut()
+            await asyncio.wait_for(accepting.lost.wait(), 5)
+        finally:
+            writer.transport.abort()
+            server.close()
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
