@@ -153,9 +153,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sockets", type=int, default=100, help="stalled guests resuming the replay")
     parser.add_argument("--flooders", type=int, default=40, help="sockets of the flooding participant")
+    parser.add_argument("--max-pending", default="1024", help="the server's MATCHCAST_MAX_PENDING")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, fresh_database("memory-sqlite", Path(tmp)) as database_url:
-        env = server_env(database_url, "memory://", SECRET) | HEARTBEAT | {"MATCHCAST_RATE_LIMIT": "20/1s"}
+        env = (
+            server_env(database_url, "memory://", SECRET)
+            | HEARTBEAT
+            | {"MATCHCAST_RATE_LIMIT": "20/1s", "MATCHCAST_MAX_PENDING": args.max_pending}
+        )
         subprocess.run([MATCHCAST, "db", "upgrade"], env=env, cwd=tmp, check=True, capture_output=True, timeout=120)
         demo = json.loads(
             subprocess.run(

@@ -298,6 +298,11 @@ class Connection:
         # which a client that stopped reading never does: cut it once the close had its grace.
         asyncio.get_running_loop().call_later(CLOSE_GRACE, self.cut)
 
+    def gone(self) -> None:
+        """The client left: release what was queued for it at once (a replay's page too)."""
+        self.closing = True
+        self._drop()
+
     def _drop(self) -> None:
         """Release what was queued (the replay's page too) and stop reading more of the replay."""
         self.backlog.clear()

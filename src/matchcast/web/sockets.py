@@ -278,7 +278,7 @@ class RoomEndpoint(WebSocketEndpoint):
         if conn is None:
             return
         rt.hub.leave(conn)
-        conn.closing = True
+        conn.gone()
         code = conn.close_code or close_code
         rt.metrics.closes.labels(str(code)).inc()
         log.info("close room=%s role=%s user=%s code=%s", conn.room, conn.role, conn.user_id, code)

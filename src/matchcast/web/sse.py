@@ -258,7 +258,7 @@ async def open_stream(
     def ended() -> None:
         release()
         rt.hub.leave(conn)
-        conn.closing = True
+        conn.gone()
         if conn.close_code is not None:
             rt.metrics.closes.labels(str(conn.close_code)).inc()
         log.info("sse close room=%s role=%s user=%s code=%s", room, role, user_id, conn.close_code)
