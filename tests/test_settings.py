@@ -125,7 +125,17 @@ BAD_VALUES = [
     ("REQUEST_HEAD_TIMEOUT", "10s"),
     ("FORWARDED_ALLOW_IPS", "nginx.internal"),
     ("FORWARDED_ALLOW_IPS", "127.0.0.1, 10.0.0.0/33"),
+    ("MAX_SOCKETS_PER_USER", "0"),
+    ("MAX_SOCKETS_PER_ADDRESS", "many"),
+    ("USER_RATE_LIMIT", "40"),
 ]
+
+
+def test_socket_caps_and_user_rate_limit(tmp_path: Path) -> None:
+    assert (Settings().max_sockets_per_user, Settings().max_sockets_per_address) == (20, 200)
+    settings = from_env(tmp_path, MAX_SOCKETS_PER_USER="5", MAX_SOCKETS_PER_ADDRESS="50", USER_RATE_LIMIT="30/2s")
+    assert (settings.max_sockets_per_user, settings.max_sockets_per_address) == (5, 50)
+    assert settings.user_rate_limit == RateLimit(30, 2.0)
 
 
 @pytest.mark.parametrize(("name", "value"), BAD_VALUES)

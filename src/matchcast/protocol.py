@@ -22,6 +22,7 @@ WS_4003_FORBIDDEN = 4003
 WS_4004_HEARTBEAT_TIMEOUT = 4004
 WS_4008_RATE_LIMITED = 4008
 WS_4009_SLOW_CONSUMER = 4009
+WS_4029_TOO_MANY_CONNECTIONS = 4029  # beyond the contract: the per-user or per-address socket cap
 WS_4404_NOT_FOUND = 4404
 
 # Server events: every one goes to the tournament room and the match room, except

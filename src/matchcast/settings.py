@@ -50,6 +50,10 @@ class Settings:
     rate_limit: RateLimit = RateLimit(20, 1.0)
     max_message_bytes: int = 65536
     max_pending: int = 1024
+    # Beyond the contract (issue 16): per user and per address on one instance.
+    max_sockets_per_user: int = 20  # WebSocket and SSE connections of one user (a guest token: its own)
+    max_sockets_per_address: int = 200  # ... from one client address, every user and guest together
+    user_rate_limit: RateLimit = RateLimit(40, 1.0)  # frames of one user (guests: one address), all sockets
     event_retention: int = 86400
     confirm_timeout: float = 600.0  # seconds a reported result waits for the opponent
     viewers_interval_ms: int = 2000  # how often a room's viewer count may be sent; 0: counting off
@@ -242,6 +246,9 @@ _PARSERS = {
     "RATE_LIMIT": _rate_limit,
     "MAX_MESSAGE_BYTES": _int_in(256, 16 * 1024 * 1024),
     "MAX_PENDING": _int_in(1, 1_000_000),
+    "MAX_SOCKETS_PER_USER": _int_in(1, 1_000_000),
+    "MAX_SOCKETS_PER_ADDRESS": _int_in(1, 1_000_000),
+    "USER_RATE_LIMIT": _rate_limit,
     "EVENT_RETENTION": _int_in(1, 10 * 365 * 86400),
     "CONFIRM_TIMEOUT": _positive_number,
     "VIEWERS_INTERVAL_MS": _viewers_interval,

@@ -15,7 +15,7 @@ import pytest
 
 from matchcast.protocol import WS_1012_SERVICE_RESTART, WS_4004_HEARTBEAT_TIMEOUT, WS_4009_SLOW_CONSUMER
 from matchcast.realtime import connection as connection_module
-from matchcast.realtime.connection import CONTROL, Connection
+from matchcast.realtime.connection import CONTROL, Connection, Replay
 from matchcast.realtime.ratelimit import TokenBucket
 from matchcast.settings import RateLimit
 
@@ -235,54 +235,81 @@ async def test_a_slow_socket_does_not_hold_up_a_fast_one(make: Harness) -> None:
     assert not fast.closing
 
 
-async def test_the_replay_is_allowed_on_top_of_max_pending(make: Harness) -> None:
+class StoredLog:
+    """The log a replay reads, counting what each read asked for."""
+
+    def __init__(self, last: int) -> None:
+        self.last = last
+        self.limits: list[int] = []
+
+    async def read(self, after: int, limit: int) -> list[tuple[int, str]]:
+        self.limits.append(limit)
+        return [(i, event(i)) for i in range(after + 1, min(after + limit, self.last) + 1)]
+
+
+async def test_the_replay_is_read_a_page_at_a_time_then_live_frames_follow(make: Harness) -> None:
     conn, socket = make(max_pending=8)
-    socket.stop_reading()
-    replay = [event(i) for i in range(1, 20)]
-    conn.start(after=19, first=[ESTABLISHED, *replay])  # 20 frames, the first in flight
+    log = StoredLog(50)
+    conn.offer(50, event(50))  # live, already in the replay: skipped
+    conn.offer(51, event(51))  # live, waits behind the replay
+    conn.start(after=50, first=[ESTABLISHED], replay=Replay(log.read, 0, 50, stall=1.0))
+    await until(lambda: len(socket.sent) == 52)
+    assert socket.sent == [ESTABLISHED, *(event(i) for i in range(1, 52))]
+    assert max(log.limits) <= 4  # half of max_pending at a time
     assert not conn.closing
-    for event_id in range(20, 28):  # max_pending live frames behind the replay: fine
-        conn.offer(event_id, event(event_id))
-    assert not conn.closing
-    conn.offer(28, event(28))
-    assert conn.close_code == WS_4009_SLOW_CONSUMER
 
 
-async def test_regression_allowance_shrinks_as_the_replay_is_written(make: Harness) -> None:
-    """Defect 3: after a long replay the allowance stayed, and a socket that stopped reading
-    held thousands of frames and was never closed 4009."""
+async def test_regression_a_client_that_does_not_take_its_replay_is_closed_4009_holding_at_most_max_pending(
+    make: Harness,
+) -> None:
+    """Issue 16: the whole replay (up to 4 MB) sat in the backlog of a client that never read it,
+    on top of max_pending, for as long as the client kept sending frames."""
     max_pending = 8
     conn, socket = make(max_pending=max_pending)
-    replay = [event(i) for i in range(1, 5000)]
-    conn.start(after=4999, first=[ESTABLISHED, *replay])
-    assert len(socket.sent) == 5000  # the client took the whole replay
-    socket.stop_reading()
-    offered = 0
-    for event_id in range(5000, 5100):
-        conn.offer(event_id, event(event_id))
-        offered += 1
-        assert conn.pending <= max_pending, f"{conn.pending} live frames held after the replay was written"
-        if conn.closing:
-            break
-    assert conn.close_code == WS_4009_SLOW_CONSUMER, f"still open after {offered} live frames"
-    assert offered == max_pending + 2  # one in flight, max_pending queued, one too many
-    await closed(conn)
-    assert socket.closed == [WS_4009_SLOW_CONSUMER]
+    socket.stop_reading()  # takes not even connection_established
+    log = StoredLog(5000)
+    conn.start(after=5000, first=[ESTABLISHED], replay=Replay(log.read, 0, 5000, stall=0.2))
+    held = 0
 
+    async def watch() -> None:
+        nonlocal held
+        while not conn.closing:
+            held = max(held, conn.pending)
+            await asyncio.sleep(0)
 
-async def test_regression_allowance_counts_only_the_replay_not_yet_written(make: Harness) -> None:
-    """Defect 3, mid-replay: what the client took of the replay no longer counts as allowance."""
-    conn, socket = make(max_pending=8)
-    socket.stop_reading()
-    conn.start(after=19, first=[ESTABLISHED, *(event(i) for i in range(1, 20))])
-    socket.read(10)
-    await until(lambda: len(socket.sent) == 10)  # 10 written, the 11th in flight: 9 left queued
-    live = 0
-    while not conn.closing and live < 30:
-        conn.offer(20 + live, event(20 + live))
-        live += 1
+    await asyncio.wait_for(watch(), 2.0)
     assert conn.close_code == WS_4009_SLOW_CONSUMER
-    assert live == 8 + 1  # max_pending live frames beyond the 9 replay frames still queued, then 4009
+    assert held <= max_pending
+    assert sum(log.limits) <= max_pending  # nothing more was read from the log
+    assert conn.pending == 0  # released
+
+
+async def test_a_slow_client_that_keeps_taking_its_replay_is_never_closed(make: Harness) -> None:
+    conn, socket = make(max_pending=4)
+    socket.stop_reading()
+    conn.start(after=40, first=[ESTABLISHED], replay=Replay(StoredLog(40).read, 0, 40, stall=0.5))
+    while len(socket.sent) < 41:
+        socket.read(1)  # one frame at a time, each well within the stall
+        await until(lambda: conn.pending < 4 or len(socket.sent) == 41)
+    assert socket.sent[-1] == event(40)
+    assert not conn.closing
+
+
+async def test_regression_the_transport_is_cut_after_the_close_grace(
+    make: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: a client closed 4009 that never read kept its TCP connection, fd and buffers."""
+    monkeypatch.setattr(connection_module, "CLOSE_GRACE", 0.1)
+    cuts: list[str] = []
+    conn, socket = make()
+    conn.cut = lambda: cuts.append("blocked")
+    socket.close_blocks = True  # takes no close frame: cut right after the grace
+    conn.abort(WS_4009_SLOW_CONSUMER)
+    await until(lambda: cuts == ["blocked"], 2.0)
+    conn2, _socket2 = make()
+    conn2.cut = lambda: cuts.append("closed")
+    conn2.abort(WS_4009_SLOW_CONSUMER)  # the close frame went out; the client still may not read
+    await until(lambda: cuts[-1:] == ["closed"], 2.0)
 
 
 # -- closing -----------------------------------------------------------------------------------

@@ -6,6 +6,11 @@ at once, and a socket that can take the frame (nearly always) has it written bef
 returns, with no task at all. Only a writer that has to wait (the client's TCP window is full)
 goes on in a task of its own, while later frames queue behind it. A backlog over `max_pending`
 frames means the client does not read: it is closed 4009 and its backlog dropped.
+
+A resume's replay is read from the log a page at a time, each page only once the socket has room
+for it within `max_pending`: a client that takes no replay frame for `stall` seconds is a slow
+consumer too. After a server-side close the transport is cut (`cut`) once CLOSE_GRACE has passed,
+so a client that never reads does not keep its file descriptor and kernel buffers.
 """
 
 from __future__ import annotations
@@ -14,15 +19,32 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from matchcast.protocol import WS_4009_SLOW_CONSUMER
+from matchcast.protocol import WS_1011_INTERNAL_ERROR, WS_4009_SLOW_CONSUMER
 from matchcast.realtime.ratelimit import TokenBucket
 
 log = logging.getLogger("matchcast.connection")
 CLOSE_GRACE = 5.0  # seconds a closing socket may take to take its last frames
 CONTROL = 0  # the id given to ping/pong/error/connection_established frames: never filtered
+REPLAY_PAGE = 200  # events read from the log at once for a replay (fewer when max_pending is small)
+ReadPage = Callable[[int, int], Awaitable[list[tuple[int, str]]]]  # (after, limit) -> [(id, frame)]
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The stored events `after` < id <= `until` to send before live ones, read with `read`."""
+
+    read: ReadPage
+    after: int
+    until: int
+    stall: float  # seconds the client may take no replay frame before it is a slow consumer
+
+
+def no_cut() -> None:
+    """A socket without a transport to cut (tests' fakes)."""
 
 
 class Socket(Protocol):
@@ -37,21 +59,28 @@ class Connection:
     __slots__ = (
         "__weakref__",
         "after",
-        "allowance",
         "backlog",
         "bucket",
         "close_code",
         "closer",
         "closing",
+        "cut",
         "draining",
+        "feeder",
         "last_seen",
         "leave",
         "max_pending",
         "open",
         "opened_at",
+        "replay",
+        "replaying",
         "role",
         "room",
+        "room_freed",
         "room_kind",
+        "stuck_since",
+        "taken",
+        "taken_seen",
         "user_id",
         "websocket",
         "writer",
@@ -67,6 +96,7 @@ class Connection:
         max_pending: int,
         bucket: TokenBucket,
         leave: Callable[[Connection], None],
+        cut: Callable[[], None] = no_cut,
     ) -> None:
         self.websocket = websocket
         self.room = room
@@ -76,11 +106,18 @@ class Connection:
         self.max_pending = max_pending
         self.bucket = bucket
         self.leave = leave  # takes the socket out of its room (the hub's)
-        self.backlog: deque[tuple[int, str]] = deque()
+        self.cut = cut  # drops the TCP connection at once (the web layer's, for uvicorn's transport)
+        self.backlog: deque[tuple[int, str]] = deque()  # live frames, after the replay
+        self.replay: deque[str] = deque()  # connection_established, then the replay's current page
+        self.replaying = False  # pages of the replay are still to come: live frames wait
+        self.feeder: asyncio.Task[None] | None = None  # reads the replay's pages
+        self.room_freed: asyncio.Future[None] | None = None  # the feeder waits on it for room
+        self.taken = 0  # frames the client took; the heartbeat watches it move (stuck())
+        self.taken_seen = 0
+        self.stuck_since: float | None = None
         self.writer: asyncio.Task[None] | None = None  # a writer that had to wait
         self.draining = False  # a writer is running (eagerly, or in `writer`)
         self.after = 0  # events with an id at most this were already sent (or replayed)
-        self.allowance = 0  # frames of the initial replay not yet written, allowed beyond max_pending
         self.open = False  # False while connection_established and the replay are being sent
         self.closing = False
         self.close_code: int | None = None
@@ -92,24 +129,77 @@ class Connection:
         """Queue one frame for this socket; never awaits."""
         if self.closing:
             return
-        if len(self.backlog) >= self.max_pending + self.allowance:
+        if self.pending >= self.max_pending:
             self.abort(WS_4009_SLOW_CONSUMER)
             return
         self.backlog.append((event_id, frame))
         if self.open and not self.draining:
             self._write()
 
-    def start(self, after: int, first: Sequence[str] = ()) -> None:
-        """Send `first` (connection_established, the replay), then live events after `after`.
+    def start(self, after: int, first: Sequence[str] = (), replay: Replay | None = None) -> None:
+        """Send `first` (connection_established), then `replay`, then live events after `after`.
 
-        The replay is allowed on top of `max_pending`: a client is slow when live frames pile up.
+        The replay counts against `max_pending` like live frames: it is read a page at a time
+        as the client takes it, so a client that does not read holds at most `max_pending` frames.
         """
-        self.backlog.extendleft((CONTROL, frame) for frame in reversed(first))
-        self.allowance = len(first)
+        self.replay.extend(first)
         self.after = after
         self.open = True
-        if self.backlog and not self.draining and not self.closing:
+        if replay is not None and replay.after < replay.until:
+            self.replaying = True
+            self.feeder = asyncio.get_running_loop().create_task(self._feed(replay))
+        if (self.replay or self.backlog) and not self.draining and not self.closing:
             self._write()
+
+    async def _feed(self, replay: Replay) -> None:
+        page = max(1, min(REPLAY_PAGE, self.max_pending // 2))
+        after = replay.after
+        try:
+            while after < replay.until and not self.closing:
+                if self.pending + page > self.max_pending and not await self._room_for(page, replay.stall):
+                    log.info("room=%s: client took no replay frame in %.0fs; closing 4009", self.room, replay.stall)
+                    self.abort(WS_4009_SLOW_CONSUMER)
+                    return
+                rows = await replay.read(after, min(page, replay.until - after))
+                if not rows or rows[0][0] != after + 1:
+                    # Pruned since the resume was judged complete: a new resume will say "partial".
+                    self.abort(WS_1011_INTERNAL_ERROR)
+                    return
+                self.replay.extend(frame for event_id, frame in rows if event_id <= replay.until)
+                after = rows[-1][0]
+                if not self.draining and not self.closing:
+                    self._write()
+        except Exception:  # the database went away mid-replay: the client resumes again
+            log.warning("room=%s: replay failed", self.room, exc_info=True)
+            self.abort(WS_1011_INTERNAL_ERROR)
+        finally:
+            self.feeder = None
+            if self.replaying:
+                self.replaying = False
+                if not self.draining and not self.closing and self.backlog:
+                    self._write()
+
+    async def _room_for(self, frames: int, stall: float) -> bool:
+        """Wait until `frames` more fit within `max_pending`; False if the client took nothing for `stall` s."""
+        while self.pending + frames > self.max_pending:
+            before = self.pending
+            self.room_freed = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self.room_freed, stall)
+            except TimeoutError:
+                if self.pending >= before:
+                    return False
+            finally:
+                self.room_freed = None
+            if self.closing:
+                return False
+        return True
+
+    def _taken(self) -> None:
+        """One frame left the backlog: wake a feeder waiting for room."""
+        freed = self.room_freed
+        if freed is not None and not freed.done():
+            freed.set_result(None)
 
     def _write(self) -> None:
         """Run the writer now, up to its first wait; only if it has to wait, in a task.
@@ -127,18 +217,26 @@ class Connection:
 
     async def _drain(self) -> None:
         try:
-            while self.backlog:
+            while True:
+                if self.replay:  # connection_established and the replay go before live frames
+                    frame = self.replay.popleft()
+                    self._taken()
+                    await self.websocket.send_text(frame)
+                    self.taken += 1
+                    continue
+                if self.replaying or not self.backlog:
+                    break  # the feeder starts the writer again with its next page
                 event_id, frame = self.backlog.popleft()
-                if self.allowance:  # the replay goes first: once written, live frames count in full
-                    self.allowance -= 1
+                self._taken()
                 if event_id != CONTROL:
                     if event_id <= self.after:
                         continue  # already in the snapshot or the replay
                     self.after = event_id
                 await self.websocket.send_text(frame)
+                self.taken += 1
         except Exception:  # the peer went away mid-send; the endpoint's receive loop sees it too
             self.closing = True
-            self.backlog.clear()
+            self._drop()
         finally:
             self.writer = None
             self.draining = False
@@ -153,8 +251,11 @@ class Connection:
             return
         self.closing = True
         self.close_code = code
+        if self.feeder is not None and self.feeder is not asyncio.current_task():
+            self.feeder.cancel()
+        self.replaying = False
         if not drain:
-            self.backlog.clear()
+            self._drop()
             if self.writer is not None:
                 self.writer.cancel()  # it may be blocked on a client that does not read
         self.closer = asyncio.create_task(self._close_after(code))
@@ -181,21 +282,51 @@ class Connection:
     async def close(self, code: int) -> None:
         self.closing = True
         self.close_code = self.close_code or code
-        self.backlog.clear()
+        self._drop()
         try:
             # The close frame waits behind unread data, like any frame; past the grace the socket
-            # leaves its room at once (nothing more is queued for it) and uvicorn's keepalive
-            # drops the dead TCP connection.
+            # leaves its room at once (nothing more is queued for it).
             await asyncio.wait_for(self.websocket.close(code), CLOSE_GRACE)
         except TimeoutError:
             log.info("room=%s: client took no close frame in %.0fs; dropped", self.room, CLOSE_GRACE)
             self.leave(self)
+            self.cut()
+            return
         except Exception:  # already closed by the peer
-            pass
+            return
+        # A closed transport still holds its unsent data (and the fd) until the client reads it,
+        # which a client that stopped reading never does: cut it once the close had its grace.
+        asyncio.get_running_loop().call_later(CLOSE_GRACE, self.cut)
+
+    def gone(self) -> None:
+        """The client left: release what was queued for it at once (a replay's page too)."""
+        self.closing = True
+        self._drop()
+
+    def _drop(self) -> None:
+        """Release what was queued (the replay's page too) and stop reading more of the replay."""
+        self.backlog.clear()
+        self.replay.clear()
+        self.replaying = False
+        self._taken()
+
+    def stuck(self, now: float, timeout: float) -> bool:
+        """True when a writer has waited on the client for `timeout` seconds without it taking a frame.
+
+        The backlog bound only trips when more frames come; a client that stopped reading in a
+        quiet room (or once its whole replay was queued) would hold its backlog for ever.
+        """
+        if self.writer is None or self.taken != self.taken_seen:
+            self.taken_seen = self.taken
+            self.stuck_since = None
+            return False
+        if self.stuck_since is None:
+            self.stuck_since = now
+        return now - self.stuck_since >= timeout
 
     @property
     def pending(self) -> int:
-        return len(self.backlog)
+        return len(self.backlog) + len(self.replay)
 
 
 class _Yield:

@@ -116,3 +116,11 @@ async def read_after(db: Database, room: str, after_id: int, limit: int) -> list
 async def oldest_id(db: Database, room: str) -> int | None:
     value = await db.fetch_val(sa.select(sa.func.min(events.c.id)).where(events.c.room == room))
     return None if value is None else int(value)
+
+
+async def payload_bytes(db: Database, room: str, after_id: int, until_id: int) -> int:
+    """The size of the payloads of `room`'s events after_id < id <= until_id, summed by the database."""
+    query = sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(events.c.payload)), 0)).where(
+        events.c.room == room, events.c.id > after_id, events.c.id <= until_id
+    )
+    return int(await db.fetch_val(query) or 0)

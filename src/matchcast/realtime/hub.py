@@ -23,6 +23,7 @@ from matchcast.db.database import Database
 from matchcast.protocol import (
     WS_1012_SERVICE_RESTART,
     WS_4004_HEARTBEAT_TIMEOUT,
+    WS_4009_SLOW_CONSUMER,
     Event,
     encode,
     encode_ping,
@@ -30,8 +31,9 @@ from matchcast.protocol import (
 from matchcast.realtime import eventlog
 from matchcast.realtime.batching import ScoreBatcher, ScoreLedger
 from matchcast.realtime.broker import Broker, Subscription
-from matchcast.realtime.connection import CONTROL, Connection
+from matchcast.realtime.connection import CONTROL, Connection, Replay
 from matchcast.realtime.metrics import Metrics
+from matchcast.realtime.quotas import SharedBuckets, SocketQuota
 from matchcast.realtime.retention import run_pruner
 from matchcast.realtime.rooms import Room
 from matchcast.realtime.viewers import ViewerCounter
@@ -40,7 +42,6 @@ from matchcast.settings import Settings
 log = logging.getLogger("matchcast.hub")
 RESUBSCRIBE_MIN, RESUBSCRIBE_MAX = 0.2, 5.0  # seconds between attempts while the broker is down
 JOIN_TIMEOUT = 10.0  # seconds a socket waits for its room's broker subscription
-REPLAY_PAGE = 500
 MAX_REPLAY_BYTES = 4 * 1024 * 1024  # one resume holds at most this much in memory
 SETTLE_SECONDS = 3.0  # at shutdown, for the last events to reach the sockets
 
@@ -62,6 +63,8 @@ class Hub:
         self._publish_lock = asyncio.Lock()
         self._heartbeat: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
+        self.quota = SocketQuota(settings.max_sockets_per_user, settings.max_sockets_per_address)
+        self.user_rate = SharedBuckets(settings.user_rate_limit)
         self.viewers = ViewerCounter(broker, self, settings.viewers_interval_ms / 1000)
         metrics.watch_connections(self._connection_counts)
 
@@ -170,13 +173,13 @@ class Hub:
 
         Nothing is written to the socket here: connection_established and the replay go through
         the connection's writer, so a client that does not read holds neither this task nor a
-        database connection.
+        database connection; the replay is read a page at a time as the client takes it.
         """
         await self.join(conn)
         async with self.db.connection():
             last = await eventlog.last_id(self.db, conn.room)
             state = await snapshot()
-            replay, status = await self._replay(conn.room, resume_from, last)
+            status = await self._replay_status(conn.room, resume_from, last)
         data = {
             **welcome,
             "server_time": int(time.time() * 1000),
@@ -186,27 +189,29 @@ class Hub:
             "state": state,
         }
         established = encode({"type": "connection_established", "data": data})
-        conn.start(after=last, first=[established, *(event.frame for event in replay)])
+        replay = None
+        if status == "complete" and resume_from is not None and resume_from < last:
+            replay = Replay(self._page_reader(conn.room), resume_from, last, self.settings.heartbeat_timeout)
+        conn.start(after=last, first=[established], replay=replay)
 
-    async def _replay(self, room: str, after: int | None, last: int) -> tuple[list[eventlog.StoredEvent], str]:
-        """The stored events after `after`, or "partial" when they are pruned or too many."""
+    def _page_reader(self, room: str) -> Callable[[int, int], Awaitable[list[tuple[int, str]]]]:
+        async def read(after: int, limit: int) -> list[tuple[int, str]]:
+            return [(event.id, event.frame) for event in await eventlog.read_after(self.db, room, after, limit)]
+
+        return read
+
+    async def _replay_status(self, room: str, after: int | None, last: int) -> str:
+        """ "partial" when the events after `after` are pruned or too many, decided without reading them."""
         if after is None or after >= last:
-            return [], "complete"
+            return "complete"
         if last - after > self.settings.max_replay_events:
-            return [], "partial"  # too far behind: the snapshot is cheaper than the log
-        events: list[eventlog.StoredEvent] = []
-        size = 0
-        while len(events) < last - after:
-            page = await eventlog.read_after(self.db, room, after + len(events), min(REPLAY_PAGE, last - after))
-            if not page or page[0].id != after + len(events) + 1:
-                return [], "partial"  # pruned by retention
-            events += [event for event in page if event.id <= last]
-            size += sum(len(event.frame) for event in page)
-            if size > MAX_REPLAY_BYTES:
-                return [], "partial"  # huge events (whole brackets): the snapshot is smaller
-            if page[-1].id >= last:
-                break
-        return events, "complete"
+            return "partial"  # too far behind: the snapshot is cheaper than the log
+        oldest = await eventlog.oldest_id(self.db, room)
+        if oldest is None or oldest > after + 1:
+            return "partial"  # pruned by retention
+        if await eventlog.payload_bytes(self.db, room, after, last) > MAX_REPLAY_BYTES:
+            return "partial"  # huge events (whole brackets): the snapshot is smaller
+        return "complete"
 
     async def _listen(self, room: Room[Connection]) -> None:
         """Hold the room's broker subscription; when the broker fails, subscribe again (with
@@ -270,6 +275,8 @@ class Hub:
             for conn in list(self.connections()):
                 if now - conn.last_seen > timeout:
                     conn.abort(WS_4004_HEARTBEAT_TIMEOUT, drain=True)
+                elif conn.stuck(now, timeout):  # pings sent, nothing read: a slow consumer
+                    conn.abort(WS_4009_SLOW_CONSUMER)
                 elif frame is not None:
                     conn.offer(CONTROL, frame)
                     sent += 1

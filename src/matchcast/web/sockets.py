@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from starlette.endpoints import WebSocketEndpoint
 from starlette.requests import HTTPConnection
@@ -29,6 +30,7 @@ from matchcast.protocol import (
     WS_4001_AUTHENTICATION_FAILED,
     WS_4003_FORBIDDEN,
     WS_4008_RATE_LIMITED,
+    WS_4029_TOO_MANY_CONNECTIONS,
     WS_4404_NOT_FOUND,
     encode_error,
     encode_pong,
@@ -40,7 +42,7 @@ from matchcast.realtime.connection import CONTROL, Connection
 from matchcast.realtime.hub import Hub
 from matchcast.realtime.metrics import Metrics
 from matchcast.realtime.ratelimit import TokenBucket
-from matchcast.security import TokenError, verify_token
+from matchcast.security import TokenError, TokenSubject, verify_token
 from matchcast.services import disputes, matches, results, snapshots
 from matchcast.services.actors import (
     REVOKED,
@@ -93,6 +95,35 @@ def bearer_token(connection: HTTPConnection) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
+def transport_cutter(websocket: WebSocket) -> Callable[[], None]:
+    """Something that drops the socket's TCP connection at once, unsent data and all.
+
+    ASGI has no such message: uvicorn's protocol object owns both the `receive` callable the app
+    gets and the transport (asyncio's `abort()` drops the buffers a plain `close()` waits to flush
+    to a client that does not read). uvloop's transports are not asyncio's classes, so it is looked
+    up by name. Elsewhere (another server, a test client) it does nothing.
+    """
+    transport = getattr(getattr(websocket._receive, "__self__", None), "transport", None)
+    abort = getattr(transport, "abort", None)
+    if callable(abort):
+        return cast(Callable[[], None], abort)
+    return lambda: None
+
+
+def client_address(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else "unknown"
+
+
+def quota_key(subject: TokenSubject) -> str:
+    """A user counts by id; a guest token is a user of its own (the address cap bounds minting more)."""
+    return f"user:{subject.user_id}" if subject.user_id is not None else f"guest:{subject.guest}"
+
+
+def rate_key(subject: TokenSubject, address: str) -> str:
+    """Guests share their address's bucket: a new guest token is free, a new address is not."""
+    return f"user:{subject.user_id}" if subject.user_id is not None else f"address:{address}"
+
+
 def resume_point(connection: HTTPConnection) -> int | None:
     return event_id(connection.query_params.get("last_event_id"))
 
@@ -109,6 +140,8 @@ class RoomEndpoint(WebSocketEndpoint):
     kind = ""
 
     conn: Connection | None = None
+    quota: tuple[str, str] | None = None  # (user key, address) counted in the hub's SocketQuota
+    rate_key = ""
     actor: Actor | None = None
     room_id = 0
     tournament_id = 0  # a match room's tournament
@@ -130,8 +163,27 @@ class RoomEndpoint(WebSocketEndpoint):
         except errors.DomainError:
             await self._refuse(websocket, rt, WS_4404_NOT_FOUND, f"no such {self.kind}")
             return
+        address = client_address(websocket)
+        refused = rt.hub.quota.acquire(quota_key(subject), address)
+        if refused is not None:
+            await self._refuse(websocket, rt, WS_4029_TOO_MANY_CONNECTIONS, refused)
+            return
+        self.quota = (quota_key(subject), address)
+        self.rate_key = rate_key(subject, address)
         try:
-            opened = await self._open(websocket, rt, subject.user_id, subject.epoch)
+            await self._connect(websocket, rt, subject.user_id, subject.epoch)
+        except BaseException:  # cancelled mid-set-up: on_disconnect will not run
+            self._release(rt)
+            raise
+
+    def _release(self, rt: Realtime) -> None:
+        if self.quota is not None:
+            rt.hub.quota.release(*self.quota)
+            self.quota = None
+
+    async def _connect(self, websocket: WebSocket, rt: Realtime, user_id: int | None, epoch: int) -> None:
+        try:
+            opened = await self._open(websocket, rt, user_id, epoch)
         except Exception as exc:  # the database or the broker is down: say so, do not hang
             log.warning("could not open %s %s: %r", self.kind, self.room_id, exc)
             if self.conn is not None:
@@ -168,6 +220,7 @@ class RoomEndpoint(WebSocketEndpoint):
             rt.settings.max_pending,
             TokenBucket(rt.settings.rate_limit),
             rt.hub.leave,
+            transport_cutter(websocket),
         )
         welcome = {
             "room": room,
@@ -194,7 +247,8 @@ class RoomEndpoint(WebSocketEndpoint):
         rt: Realtime = websocket.app.state.realtime
         rt.metrics.frames_in.inc()
         conn.last_seen = time.monotonic()
-        if not conn.bucket.allow():
+        # Each socket's bucket (the contract's), then the one its user shares with its other sockets.
+        if not conn.bucket.allow() or not rt.hub.user_rate.allow(self.rate_key):
             if conn.bucket.flooding():
                 conn.abort(WS_4008_RATE_LIMITED, drain=True)
             else:
@@ -225,12 +279,13 @@ class RoomEndpoint(WebSocketEndpoint):
             self.conn.offer(CONTROL, encode_error(code, message))
 
     async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
+        rt: Realtime = websocket.app.state.realtime
+        self._release(rt)
         conn = self.conn
         if conn is None:
             return
-        rt: Realtime = websocket.app.state.realtime
         rt.hub.leave(conn)
-        conn.closing = True
+        conn.gone()
         code = conn.close_code or close_code
         rt.metrics.closes.labels(str(code)).inc()
         log.info("close room=%s role=%s user=%s code=%s", conn.room, conn.role, conn.user_id, code)

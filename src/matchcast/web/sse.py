@@ -36,7 +36,7 @@ from matchcast.security import TokenError, verify_token
 from matchcast.services import matches, snapshots, tournaments
 from matchcast.services.actors import REVOKED, Actor, load_actor, match_role, may_watch, tournament_role
 from matchcast.web.api import NO_SNIFF, error_response
-from matchcast.web.sockets import Realtime, bearer_token, event_id, resume_point
+from matchcast.web.sockets import Realtime, bearer_token, client_address, event_id, quota_key, resume_point
 
 log = logging.getLogger("matchcast.sse")
 # At shutdown the hub flushes pending scores and closes every reader (Hub.stop, bounded by 10 s);
@@ -206,13 +206,31 @@ def endpoint(kind: RoomKind) -> Callable[[Request], Awaitable[Response]]:
             role = await kind.role(rt.db, actor, room_id)
         if role is None:
             return error_response(errors.NOT_FOUND, NOT_READABLE.format(kind=kind.name))
-        return await open_stream(request, rt, kind, room_id, role, actor)
+        # The WebSocket endpoints' caps, on the same counts: a reader is a socket too.
+        held = (quota_key(subject), client_address(request))
+        refused = rt.hub.quota.acquire(*held)
+        if refused is not None:
+            return error_response(errors.RATE_LIMITED, refused, {"Retry-After": "10"})
+        try:
+            response = await open_stream(request, rt, kind, room_id, role, actor, lambda: rt.hub.quota.release(*held))
+        except BaseException:
+            rt.hub.quota.release(*held)
+            raise
+        if not isinstance(response, RoomStream):
+            rt.hub.quota.release(*held)
+        return response
 
     return events
 
 
 async def open_stream(
-    request: Request, rt: Realtime, kind: RoomKind, room_id: int, role: str, actor: Actor | None
+    request: Request,
+    rt: Realtime,
+    kind: RoomKind,
+    room_id: int,
+    role: str,
+    actor: Actor | None,
+    release: Callable[[], None] = lambda: None,
 ) -> Response:
     stream = EventStream()
     user_id = None if actor is None else actor.user_id
@@ -238,8 +256,9 @@ async def open_stream(
     log.info("sse open room=%s role=%s user=%s", room, role, user_id)
 
     def ended() -> None:
+        release()
         rt.hub.leave(conn)
-        conn.closing = True
+        conn.gone()
         if conn.close_code is not None:
             rt.metrics.closes.labels(str(conn.close_code)).inc()
         log.info("sse close room=%s role=%s user=%s code=%s", room, role, user_id, conn.close_code)
