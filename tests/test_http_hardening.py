@@ -89,6 +89,9 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "MATCHCAST_DATABASE_URL": f"sqlite:///{tmp_path}/serve.db",
         "MATCHCAST_BROADCAST_URL": "memory://",
         "MATCHCAST_JWT_SECRET": TEST_SECRET,
+        # Bursts from one address with one token, measuring pools and timeouts, not the socket caps.
+        "MATCHCAST_MAX_SOCKETS_PER_USER": "100000",
+        "MATCHCAST_MAX_SOCKETS_PER_ADDRESS": "100000",
         **extra,
     }
 
@@ -368,7 +371,9 @@ async def test_worker_processes_time_request_heads_too(tmp_path: Path) -> None:
 async def test_a_pool_of_two_serves_concurrent_writes_reads_and_joins_without_deadlock(tmp_path: Path) -> None:
     # Scores (writes through the hub's log), snapshots (reads) and spectators joining (a
     # connection held for the snapshot and replay) at once, on two connections and the writer's.
-    settings = settings_for_tests(database_url=sqlite_url(tmp_path), database_pool_size=2)
+    settings = settings_for_tests(
+        database_url=sqlite_url(tmp_path), database_pool_size=2, max_sockets_per_user=1000, max_sockets_per_address=1000
+    )
     async with running_server(settings) as server:
         t, match = await server.factory.live_match()
         organizer = {"Authorization": f"Bearer {server.token(t.organizer.user_id)}"}

@@ -76,7 +76,12 @@ async def test_scores_stored_by_a_killed_instance_are_published_at_the_next_star
         async with restarted.client(f"{room}?last_event_id={seen}", player["token"]) as resumed:
             welcome = await resumed.established()
             assert welcome["state"]["sequence"] == 5
-            recovered = await resumed.recv_type("score_updated")
+            try:
+                recovered = await resumed.recv_type("score_updated", timeout=15)
+            except TimeoutError:
+                raise AssertionError(
+                    f"no recovered score; the restarted server said:\n{restarted.log()[-4000:]}"
+                ) from None
             assert (recovered["data"]["sequence"], recovered["data"]["participant1_score"]) == (5, 5)
             assert recovered["id"] == seen + 1  # numbered right after what the killed one logged
         assert "published 1 score(s) stored but never logged" in restarted.log()
