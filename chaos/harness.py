@@ -1,7 +1,8 @@
 """The run: start the cluster, load it, inject faults, let it settle, check, write the results.
 
 Settings (environment): CHAOS_SECONDS (300), CHAOS_SEED (1), CHAOS_SPECTATORS (200),
-CHAOS_SSE (6), CHAOS_TOURNAMENTS (4), CHAOS_RESULTS (chaos/results/latest.json).
+CHAOS_SSE (6), CHAOS_TOURNAMENTS (1 + CHAOS_SECONDS // 50, started one after another),
+CHAOS_RESULTS (chaos/results/latest.json).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ async def run() -> int:
     seed = setting("CHAOS_SEED", 1)
     spectators = setting("CHAOS_SPECTATORS", 200)
     sse_readers = setting("CHAOS_SSE", 6)
-    tournaments = setting("CHAOS_TOURNAMENTS", 4)
+    tournaments = setting("CHAOS_TOURNAMENTS", 1 + seconds // 50)
     results = Path(os.environ.get("CHAOS_RESULTS", ROOT / "chaos" / "results" / "latest.json"))
     rng = random.Random(seed)
     history = History()
@@ -128,8 +129,10 @@ async def load_and_check(
         readers.append(sse_read(stream, path, guest, cluster.instances, stop_readers, rng.randrange(1 << 30)))
     reader_tasks = [asyncio.create_task(r) for r in readers]
     sampler = asyncio.create_task(sample_memory(cluster, history, stop_sampling))
+    stagger = 0.8 * seconds / len(demos)
     organizers = [
-        Organizer(demo, cluster.instances, history, stop_load, rng.randrange(1 << 30), concurrency=3) for demo in demos
+        Organizer(demo, cluster.instances, history, stop_load, rng.randrange(1 << 30), 3, n * stagger)
+        for n, demo in enumerate(demos)
     ]
     organizer_tasks = [asyncio.create_task(o.run()) for o in organizers]
     fault_stop = asyncio.Event()

@@ -10,6 +10,7 @@ retried or given up; only answers are recorded, so the checker holds the server 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -91,6 +92,7 @@ class Organizer:
         stop: asyncio.Event,
         seed: int,
         concurrency: int,
+        delay: float = 0.0,
     ) -> None:
         self.tournament_id = int(demo["tournament_id"])
         self.tokens = {int(p["id"]): str(p["token"]) for p in demo["players"]}
@@ -101,10 +103,13 @@ class Organizer:
         self.api = Api(instances, history, demo["organizer"]["token"], self.rng)
         self.concurrency = concurrency
         self.busy: set[int] = set()
+        self.delay = delay  # tournaments start one after another, so play lasts the whole run
 
     async def run(self) -> None:
         tasks: set[asyncio.Task[None]] = set()
         try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), self.delay)
             while not self.stop.is_set():
                 result = await self.api.call("GET", f"/api/tournaments/{self.tournament_id}")
                 if result and result[0] == 200:
