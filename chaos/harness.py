@@ -15,6 +15,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -210,26 +211,39 @@ def summarize(history: History, log: dict[str, Any], settled: float) -> dict[str
 
 
 def fault_costs(history: History) -> dict[str, Any]:
-    """Per fault kind, how long a tournament room stayed silent for its WebSocket spectators: the
-    longest gap between two events received that overlaps the fault (or the 5 s after it)."""
-    costs: dict[str, list[float]] = {}
+    """Per fault kind: how long a tournament room stayed silent for its WebSocket spectators (the
+    longest gap between two events received that overlaps the fault or the 5 s after it), why
+    readers' connections ended during it, and how many events the reconnections replayed."""
+    silences: dict[str, list[float]] = {}
     worst: dict[str, float] = {}
-    streams = [s for s in history.streams if s.room.startswith("tournament_") and s.name.startswith("ws-")]
+    ended: dict[str, Counter[str]] = {}
+    replays: dict[str, list[int]] = {}
+    busy = [s for s in history.streams if s.room.startswith("tournament_") and s.name.startswith("ws-")]
     for fault in history.faults:
-        gaps = []
-        for stream in streams:
-            times = stream.received_at
-            longest = 0.0
-            for before, after in itertools.pairwise(times):
-                if after >= fault["start"] and before <= fault["end"] + 5:
-                    longest = max(longest, after - before)
-            gaps.append(longest)
+        kind, start, end = fault["kind"], fault["start"], fault["end"]
+        gaps = [
+            max((b - a for a, b in itertools.pairwise(s.received_at) if b >= start and a <= end + 5), default=0.0)
+            for s in busy
+        ]
         if gaps:
-            costs.setdefault(fault["kind"], []).append(statistics.median(gaps))
-            worst[fault["kind"]] = max(worst.get(fault["kind"], 0.0), max(gaps))
+            silences.setdefault(kind, []).append(statistics.median(gaps))
+            worst[kind] = max(worst.get(kind, 0.0), max(gaps))
+        for stream in history.streams:
+            for n, connection in enumerate(stream.drops):
+                if start <= connection["ended"] <= end + 2:
+                    ended.setdefault(kind, Counter())[connection["reason"]] += 1
+                if n and start <= connection["opened"] <= end + 10:
+                    replays.setdefault(kind, []).append(connection["replayed"])
     return {
-        kind: {"median_silence_s": round(statistics.median(v), 2), "worst_silence_s": round(worst[kind], 2)}
-        for kind, v in costs.items()
+        kind: {
+            "median_silence_s": round(statistics.median(silences.get(kind, [0.0])), 2),
+            "worst_silence_s": round(worst.get(kind, 0.0), 2),
+            "connections_ended": dict(ended.get(kind, Counter())),
+            "reconnections": len(replays.get(kind, [])),
+            "replayed_per_reconnection_max": max(replays.get(kind, [0])),
+            "replayed_total": sum(replays.get(kind, [])),
+        }
+        for kind in sorted({f["kind"] for f in history.faults})
     }
 
 

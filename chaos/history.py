@@ -23,7 +23,7 @@ class Stream:
     resets: list[tuple[int, int]] = field(default_factory=list)
     jumps: list[dict[str, Any]] = field(default_factory=list)
     connections: int = 0
-    drops: list[dict[str, Any]] = field(default_factory=list)
+    drops: list[dict[str, Any]] = field(default_factory=list)  # every connection: when, why it ended, replayed
     replayed: int = 0
 
     @property

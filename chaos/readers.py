@@ -38,7 +38,7 @@ async def spectate(
     rng = random.Random(seed)
     while not stop.is_set():
         instance = pick(instances, rng)
-        dropped_at = time.monotonic()
+        opened, replayed = time.monotonic(), stream.replayed
         reason = "closed"
         try:
             url = f"{instance.ws}{path}?token={token()}&last_event_id={stream.last}"
@@ -49,7 +49,15 @@ async def spectate(
             reason = f"closed {exc.rcvd.code if exc.rcvd else 'without a close frame'}"
         except (OSError, TimeoutError, WebSocketException) as exc:
             reason = type(exc).__name__
-        stream.drops.append({"at": dropped_at, "reason": reason, "instance": instance.index})
+        stream.drops.append(
+            {
+                "opened": opened,
+                "ended": time.monotonic(),
+                "reason": reason,
+                "instance": instance.index,
+                "replayed": stream.replayed - replayed,
+            }
+        )
         if not stop.is_set():
             await asyncio.sleep(rng.uniform(*BACKOFF))  # back off before the next attempt
 
@@ -92,7 +100,7 @@ async def sse_read(
     async with httpx.AsyncClient(timeout=timeout) as client:
         while not stop.is_set():
             instance = pick(instances, rng)
-            dropped_at = time.monotonic()
+            opened, replayed = time.monotonic(), stream.replayed
             headers = {"Authorization": f"Bearer {token()}", "Last-Event-ID": str(stream.last)}
             reason = "closed"
             try:
@@ -104,7 +112,15 @@ async def sse_read(
                         reason = await _read_sse(response, stream, instance.index, stop)
             except (httpx.HTTPError, OSError) as exc:
                 reason = type(exc).__name__
-            stream.drops.append({"at": dropped_at, "reason": reason, "instance": instance.index})
+            stream.drops.append(
+                {
+                    "opened": opened,
+                    "ended": time.monotonic(),
+                    "reason": reason,
+                    "instance": instance.index,
+                    "replayed": stream.replayed - replayed,
+                }
+            )
             if not stop.is_set():
                 await asyncio.sleep(rng.uniform(*BACKOFF))  # back off before the next attempt
 
