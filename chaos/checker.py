@@ -9,6 +9,7 @@ import itertools
 import json
 import re
 from collections import defaultdict
+from datetime import UTC
 from typing import Any
 
 import asyncpg
@@ -20,17 +21,23 @@ MATCH_PATH = re.compile(r"^/api/matches/(\d+)/(start|score|complete)$")
 RESOLVE_PATH = re.compile(r"^/api/disputes/(\d+)/resolve$")
 
 
-async def read_log(database_url: str) -> tuple[dict[str, list[tuple[int, str, dict[str, Any]]]], list[Any]]:
+Log = dict[str, list[tuple[int, str, dict[str, Any]]]]
+
+
+async def read_log(database_url: str) -> tuple[Log, list[Any], dict[tuple[str, int], float]]:
+    """Each room's events, the matches as stored, and when each event was stored (Unix time)."""
     conn = await asyncpg.connect(database_url)
     try:
-        rows = await conn.fetch("SELECT room, id, type, payload FROM events ORDER BY room, id")
+        rows = await conn.fetch("SELECT room, id, type, payload, created_at FROM events ORDER BY room, id")
         matches = await conn.fetch("SELECT id, participant1_score, participant2_score, sequence, status FROM matches")
     finally:
         await conn.close()
-    log: dict[str, list[tuple[int, str, dict[str, Any]]]] = defaultdict(list)
+    log: Log = defaultdict(list)
+    stored: dict[tuple[str, int], float] = {}
     for row in rows:
         log[row["room"]].append((row["id"], row["type"], json.loads(row["payload"])))
-    return log, list(matches)
+        stored[(row["room"], row["id"])] = row["created_at"].replace(tzinfo=UTC).timestamp()
+    return log, list(matches), stored
 
 
 def check(history: History, log: dict[str, list[tuple[int, str, dict[str, Any]]]], matches: list[Any]) -> list[Any]:

@@ -12,10 +12,11 @@ import asyncio
 import random
 import signal
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from chaos.cluster import Cluster
+from chaos.cluster import Cluster, Instance
 from chaos.history import History
 
 KINDS = (
@@ -43,19 +44,24 @@ class Faults:
 
     async def inject(self, kind: str) -> None:
         action: Callable[[], Awaitable[dict[str, Any]]] = getattr(self, kind)
-        started = time.monotonic()
+        started = time.time()
         detail = await action()
-        self.history.faults.append({"kind": kind, "start": started, "end": time.monotonic(), **detail})
+        self.history.faults.append({"kind": kind, "start": started, "end": time.time(), **detail})
+
+    def busiest(self) -> Instance:
+        """The instance with the most readers connected: where a fault costs most."""
+        counts = Counter(s.instance for s in self.history.streams if s.instance is not None)
+        return max(self.cluster.instances, key=lambda i: (counts[i.index], self.rng.random()))
 
     async def kill9(self) -> dict[str, Any]:
-        instance = self.rng.choice(self.cluster.instances)
+        instance = self.busiest()
         await instance.kill()
         await asyncio.sleep(self.rng.uniform(0.5, 3.0))  # the time it stays dead
         await instance.start()
         return {"instance": instance.index}
 
     async def pause_instance(self) -> dict[str, Any]:
-        instance = self.rng.choice(self.cluster.instances)
+        instance = self.busiest()
         held = self.hold()
         instance.signal(signal.SIGSTOP)
         instance.up = False  # clients go elsewhere, as a load balancer's health check would make them
@@ -121,6 +127,6 @@ async def run_faults(faults: Faults, seconds: float, rng: random.Random, stop: a
     # Past the deadline only to inject a kind not yet seen: every run has every kind.
     while (time.monotonic() < deadline or order) and not stop.is_set():
         # A quiet spell between faults, so each one's cost can be told apart.
-        await asyncio.sleep(rng.uniform(1.0, 4.0))
+        await asyncio.sleep(rng.uniform(4.0, 7.0))
         kind = order.pop(0) if order else rng.choice(KINDS)
         await faults.inject(kind)

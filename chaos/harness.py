@@ -8,7 +8,6 @@ CHAOS_RESULTS (chaos/results/latest.json).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
 import random
@@ -145,9 +144,9 @@ async def load_and_check(
     await asyncio.wait_for(asyncio.gather(*reader_tasks, return_exceptions=True), 30)
     stop_sampling.set()
     await sampler
-    log, matches = await checker.read_log(cluster.database_url)
+    log, matches, stored = await checker.read_log(cluster.database_url)
     violations = checker.check(history, log, matches)
-    return violations, summarize(history, log, settled)
+    return violations, summarize(history, log, stored, settled)
 
 
 async def settle(cluster: Cluster, history: History) -> float:
@@ -178,14 +177,16 @@ async def sample_memory(cluster: Cluster, history: History, stop: asyncio.Event)
             pid = instance.pid
             kib = rss_kib(pid) if pid is not None else None
             if pid is not None and kib is not None:
-                history.rss.setdefault(f"instance-{instance.index}:{pid}", []).append((time.monotonic(), kib))
+                history.rss.setdefault(f"instance-{instance.index}:{pid}", []).append((time.time(), kib))
         try:
             await asyncio.wait_for(stop.wait(), 2.0)
         except TimeoutError:
             pass
 
 
-def summarize(history: History, log: dict[str, Any], settled: float) -> dict[str, Any]:
+def summarize(
+    history: History, log: dict[str, Any], stored: dict[tuple[str, int], float], settled: float
+) -> dict[str, Any]:
     by_kind = {kind: 0 for kind in KINDS}
     for fault in history.faults:
         by_kind[fault["kind"]] += 1
@@ -204,40 +205,47 @@ def summarize(history: History, log: dict[str, Any], settled: float) -> dict[str
         "webhook_deliveries": sum(len(ids) for ids in history.webhook.values()),
         "webhook_duplicates": checker.webhook_duplicates(history),
         "settle_seconds": round(settled, 1),
-        "fault_costs": fault_costs(history),
+        "fault_costs": fault_costs(history, stored),
         "memory_kib": {p: {"first": s[0][1], "peak": max(k for _, k in s)} for p, s in history.rss.items()},
         "faults": [{**f, "start": round(f["start"], 2), "end": round(f["end"], 2)} for f in history.faults],
     }
 
 
-def fault_costs(history: History) -> dict[str, Any]:
-    """Per fault kind: how long a tournament room stayed silent for its WebSocket spectators (the
-    longest gap between two events received that overlaps the fault or the 5 s after it), why
-    readers' connections ended during it, and how many events the reconnections replayed."""
+def fault_costs(history: History, stored: dict[tuple[str, int], float]) -> dict[str, Any]:
+    """Per fault kind: how long events stored during the fault (or the 5 s after it, until the next
+    fault) took to reach the WebSocket spectators of their room (the time a room looks silent), why
+    readers' connections ended then, and how many events their reconnections replayed."""
     silences: dict[str, list[float]] = {}
     worst: dict[str, float] = {}
     ended: dict[str, Counter[str]] = {}
     replays: dict[str, list[int]] = {}
-    busy = [s for s in history.streams if s.room.startswith("tournament_") and s.name.startswith("ws-")]
-    for fault in history.faults:
-        kind, start, end = fault["kind"], fault["start"], fault["end"]
-        gaps = [
-            max((b - a for a, b in itertools.pairwise(s.received_at) if b >= start and a <= end + 5), default=0.0)
-            for s in busy
-        ]
+    busy = [s for s in history.streams if s.name.startswith("ws-")]
+    starts = [f["start"] for f in history.faults[1:]] + [float("inf")]
+    for fault, next_start in zip(history.faults, starts, strict=True):
+        # What happens before the next fault starts is this fault's cost (faults come one at a time).
+        kind, start, end = fault["kind"], fault["start"], min(fault["end"] + 5, next_start)
+        gaps = []
+        for stream in busy:
+            lags = [
+                received - stored[(stream.room, event_id)]
+                for event_id, received in zip(stream.ids, stream.received_at, strict=True)
+                if start <= stored.get((stream.room, event_id), 0.0) < end
+            ]
+            if lags:
+                gaps.append(max(lags))
         if gaps:
             silences.setdefault(kind, []).append(statistics.median(gaps))
             worst[kind] = max(worst.get(kind, 0.0), max(gaps))
         for stream in history.streams:
             for n, connection in enumerate(stream.drops):
-                if start <= connection["ended"] <= end + 2:
+                if start <= connection["ended"] < end:
                     ended.setdefault(kind, Counter())[connection["reason"]] += 1
-                if n and start <= connection["opened"] <= end + 10:
+                if n and start <= connection["opened"] < end:
                     replays.setdefault(kind, []).append(connection["replayed"])
     return {
         kind: {
-            "median_silence_s": round(statistics.median(silences.get(kind, [0.0])), 2),
-            "worst_silence_s": round(worst.get(kind, 0.0), 2),
+            "median_delay_s": round(statistics.median(silences.get(kind, [0.0])), 2),
+            "worst_delay_s": round(worst.get(kind, 0.0), 2),
             "connections_ended": dict(ended.get(kind, Counter())),
             "reconnections": len(replays.get(kind, [])),
             "replayed_per_reconnection_max": max(replays.get(kind, [0])),

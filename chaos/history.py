@@ -13,7 +13,8 @@ class Stream:
 
     `ids` are the event ids in the order received; `resets` the positions in `ids` where the reader
     took a partial snapshot (replay "partial") and the id it continued from; `received_at` the
-    monotonic time of each id; `jumps` any id that did not follow the previous one (evidence).
+    wall-clock time (as the log's created_at) of each id; `jumps` any id that did not follow the
+    previous one (evidence).
     """
 
     name: str
@@ -25,6 +26,7 @@ class Stream:
     connections: int = 0
     drops: list[dict[str, Any]] = field(default_factory=list)  # every connection: when, why it ended, replayed
     replayed: int = 0
+    instance: int | None = None  # the instance it is connected to now
 
     @property
     def last(self) -> int:
@@ -36,10 +38,10 @@ class Stream:
         """Record one event; False when it does not follow the last one (the reader reconnects)."""
         expected = self.last + 1
         if event_id != expected:
-            self.jumps.append({"expected": expected, "got": event_id, "instance": instance, "at": time.monotonic()})
+            self.jumps.append({"expected": expected, "got": event_id, "instance": instance, "at": time.time()})
             return False
         self.ids.append(event_id)
-        self.received_at.append(time.monotonic())
+        self.received_at.append(time.time())
         return True
 
 

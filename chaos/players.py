@@ -47,7 +47,7 @@ class Api:
         answer = reply.json() if reply.headers.get("content-type", "").startswith("application/json") else reply.text
         if 200 <= reply.status_code < 300:
             record: dict[str, Any] = {"method": method, "path": path, "body": body, "status": reply.status_code}
-            record["at"] = time.monotonic()
+            record["at"] = time.time()
             if isinstance(answer, dict):
                 record["answer"] = {k: answer.get(k) for k in ("id", "status", "sequence", "winner_id")}
             self.history.api_ok.append(record)

@@ -38,21 +38,23 @@ async def spectate(
     rng = random.Random(seed)
     while not stop.is_set():
         instance = pick(instances, rng)
-        opened, replayed = time.monotonic(), stream.replayed
+        opened, replayed = time.time(), stream.replayed
         reason = "closed"
         try:
             url = f"{instance.ws}{path}?token={token()}&last_event_id={stream.last}"
             async with connect(url, open_timeout=5, close_timeout=1, max_size=None) as ws:
                 stream.connections += 1
+                stream.instance = instance.index
                 reason = await _read_socket(ws, stream, instance.index, stop)
         except ConnectionClosed as exc:
             reason = f"closed {exc.rcvd.code if exc.rcvd else 'without a close frame'}"
         except (OSError, TimeoutError, WebSocketException) as exc:
             reason = type(exc).__name__
+        stream.instance = None
         stream.drops.append(
             {
                 "opened": opened,
-                "ended": time.monotonic(),
+                "ended": time.time(),
                 "reason": reason,
                 "instance": instance.index,
                 "replayed": stream.replayed - replayed,
@@ -100,7 +102,7 @@ async def sse_read(
     async with httpx.AsyncClient(timeout=timeout) as client:
         while not stop.is_set():
             instance = pick(instances, rng)
-            opened, replayed = time.monotonic(), stream.replayed
+            opened, replayed = time.time(), stream.replayed
             headers = {"Authorization": f"Bearer {token()}", "Last-Event-ID": str(stream.last)}
             reason = "closed"
             try:
@@ -109,13 +111,15 @@ async def sse_read(
                         reason = f"http {response.status_code}"
                     else:
                         stream.connections += 1
+                        stream.instance = instance.index
                         reason = await _read_sse(response, stream, instance.index, stop)
             except (httpx.HTTPError, OSError) as exc:
                 reason = type(exc).__name__
+            stream.instance = None
             stream.drops.append(
                 {
                     "opened": opened,
-                    "ended": time.monotonic(),
+                    "ended": time.time(),
                     "reason": reason,
                     "instance": instance.index,
                     "replayed": stream.replayed - replayed,
