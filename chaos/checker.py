@@ -16,7 +16,8 @@ import asyncpg
 
 from chaos.history import History, Stream
 
-RSS_GROWTH_LIMIT_KIB = 150 * 1024  # one process's RSS growing more than this within one life is a leak
+RSS_GROWTH_LIMIT_KIB = 100 * 1024  # one process's RSS growing more than this within one life is a leak
+RSS_WARM_UP = 10.0  # seconds: a process imports and fills its pools first
 MATCH_PATH = re.compile(r"^/api/matches/(\d+)/(start|score|complete)$")
 RESOLVE_PATH = re.compile(r"^/api/disputes/(\d+)/resolve$")
 
@@ -185,9 +186,10 @@ def webhook_duplicates(history: History) -> int:
 
 
 def check_memory(history: History) -> list[dict[str, Any]]:
-    """Within each process's life, RSS settles: after its first sample, it grows by less than a bound."""
+    """Within each process's life, RSS settles: after its warm-up, it grows by less than a bound."""
     found = []
-    for process, samples in history.rss.items():
+    for process, all_samples in history.rss.items():
+        samples = [(t, kib) for t, kib in all_samples if t >= all_samples[0][0] + RSS_WARM_UP]
         if len(samples) < 3:
             continue
         first = samples[0][1]

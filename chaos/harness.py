@@ -238,7 +238,7 @@ def fault_costs(history: History, stored: dict[tuple[str, int], float]) -> dict[
             worst[kind] = max(worst.get(kind, 0.0), max(gaps))
         for stream in history.streams:
             for n, connection in enumerate(stream.drops):
-                if start <= connection["ended"] < end:
+                if start <= connection["ended"] < end and connection["reason"] != "stopped":
                     ended.setdefault(kind, Counter())[connection["reason"]] += 1
                 if n and start <= connection["opened"] < end:
                     replays.setdefault(kind, []).append(connection["replayed"])

@@ -71,5 +71,6 @@ def test_a_webhook_missing_an_event_is_reported_and_repeats_are_counted() -> Non
 
 
 def test_memory_that_keeps_growing_is_reported() -> None:
-    history = History(rss={"instance-0:1": [(0.0, 100_000), (1.0, 200_000), (2.0, 300_000)]})
+    samples = [(0.0, 20_000), *((10.0 + t, 100_000 + t * 20_000) for t in range(8))]  # warm-up, then growth
+    history = History(rss={"instance-0:1": samples})
     assert checks(checker.check(history, {}, [])) == ["memory"]
