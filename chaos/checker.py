@@ -16,8 +16,10 @@ import asyncpg
 
 from chaos.history import History, Stream
 
-RSS_GROWTH_LIMIT_KIB = 100 * 1024  # one process's RSS growing more than this within one life is a leak
-RSS_WARM_UP = 10.0  # seconds: a process imports and fills its pools first
+# A process fills up as its readers arrive (after a restart, hundreds at once), then settles. One that
+# still grows by more than this in the second half of its life than it ever had in the first leaks.
+RSS_GROWTH_LIMIT_KIB = 64 * 1024
+RSS_MIN_LIFE = 30.0  # seconds of samples needed to tell settling from growing
 MATCH_PATH = re.compile(r"^/api/matches/(\d+)/(start|score|complete)$")
 RESOLVE_PATH = re.compile(r"^/api/disputes/(\d+)/resolve$")
 
@@ -186,14 +188,17 @@ def webhook_duplicates(history: History) -> int:
 
 
 def check_memory(history: History) -> list[dict[str, Any]]:
-    """Within each process's life, RSS settles: after its warm-up, it grows by less than a bound."""
+    """Within each process's life, RSS settles: the second half's peak stays near the first half's."""
     found = []
-    for process, all_samples in history.rss.items():
-        samples = [(t, kib) for t, kib in all_samples if t >= all_samples[0][0] + RSS_WARM_UP]
-        if len(samples) < 3:
+    for process, samples in history.rss.items():
+        begin, end = samples[0][0], samples[-1][0]
+        if end - begin < RSS_MIN_LIFE:
             continue
-        first = samples[0][1]
-        peak = max(kib for _, kib in samples)
-        if peak - first > RSS_GROWTH_LIMIT_KIB:
-            found.append({"check": "memory", "process": process, "first_kib": first, "peak_kib": peak})
+        middle = (begin + end) / 2
+        first_half = max(kib for t, kib in samples if t <= middle)
+        second_half = max(kib for t, kib in samples if t > middle)
+        if second_half - first_half > RSS_GROWTH_LIMIT_KIB:
+            found.append(
+                {"check": "memory", "process": process, "first_half_peak_kib": first_half, "peak_kib": second_half}
+            )
     return found

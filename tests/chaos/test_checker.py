@@ -71,6 +71,8 @@ def test_a_webhook_missing_an_event_is_reported_and_repeats_are_counted() -> Non
 
 
 def test_memory_that_keeps_growing_is_reported() -> None:
-    samples = [(0.0, 20_000), *((10.0 + t, 100_000 + t * 20_000) for t in range(8))]  # warm-up, then growth
-    history = History(rss={"instance-0:1": samples})
-    assert checks(checker.check(history, {}, [])) == ["memory"]
+    growing = [(float(t), 100_000 + t * 3_000) for t in range(0, 60, 2)]
+    settling = [(float(t), min(20_000 + t * 20_000, 180_000)) for t in range(0, 60, 2)]  # fills up, then flat
+    history = History(rss={"instance-0:1": growing, "instance-1:2": settling})
+    found = checker.check(history, {}, [])
+    assert checks(found) == ["memory"] and found[0]["process"] == "instance-0:1"
