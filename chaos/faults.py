@@ -32,6 +32,10 @@ KINDS = (
 )
 
 
+QUIET = (4.0, 7.0)  # seconds between two faults
+SHORT_QUIET = (1.0, 3.0)
+
+
 class Faults:
     def __init__(self, cluster: Cluster, history: History, rng: random.Random) -> None:
         self.cluster = cluster
@@ -126,7 +130,8 @@ async def run_faults(faults: Faults, seconds: float, rng: random.Random, stop: a
     deadline = time.monotonic() + seconds
     # Past the deadline only to inject a kind not yet seen: every run has every kind.
     while (time.monotonic() < deadline or order) and not stop.is_set():
-        # A quiet spell between faults, so each one's cost can be told apart.
-        await asyncio.sleep(rng.uniform(4.0, 7.0))
+        # A quiet spell between faults, so each one's cost can be told apart (a short run, which
+        # only checks, keeps them short to stay well inside its test's time limit).
+        await asyncio.sleep(rng.uniform(*(QUIET if seconds >= 120 else SHORT_QUIET)))
         kind = order.pop(0) if order else rng.choice(KINDS)
         await faults.inject(kind)
