@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test check bench services browser lock clean
+.PHONY: install run test check bench chaos services browser lock clean
 
 install: $(STAMP)
 
@@ -32,13 +32,18 @@ test: check services browser
 	$(BIN)/pytest -n 4 --dist loadfile
 
 check: install
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
-	$(BIN)/mypy src tests
+	$(BIN)/ruff format --check src tests bench chaos
+	$(BIN)/ruff check src tests bench chaos
+	$(BIN)/mypy src tests chaos
 	$(BIN)/lint-imports
 
 bench: install services
 	$(BIN)/python -m bench.run
+
+# Jepsen-style faults on a three-instance cluster (chaos/harness.py): CHAOS_SECONDS (300), CHAOS_SEED.
+# Writes chaos/results/latest.json; the last line is the summary; fails on any violation.
+chaos: install services
+	$(BIN)/python -m chaos
 
 # Refresh the constraints file after changing dependencies in pyproject.toml.
 lock: install

@@ -1,0 +1,3 @@
+from chaos.harness import main
+
+main()
