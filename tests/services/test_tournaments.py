@@ -23,7 +23,8 @@ async def test_create_tournament_refuses_bad_names(
     db: Database, factory: Factory, publisher: DiscardingPublisher
 ) -> None:
     organizer = await factory.user()
-    for name in ("", "   ", "x" * 201, None, 42):
+    # A NUL made PostgreSQL fail (HTTP 500); every control character but newline and tab is refused.
+    for name in ("", "   ", "x" * 201, None, 42, "nul\x00cup", "bell\x07", "c1\x85"):
         await refused(db, publisher, VALIDATION_ERROR, tournaments.create_tournament(db, organizer, name))
 
 
