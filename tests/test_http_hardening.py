@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from matchcast.security import create_guest_token
 from matchcast.services import matches
 from tests.support.databases import sqlite_url
-from tests.support.processes import MATCHCAST, ROOT, ServerProcess
+from tests.support.processes import MATCHCAST, ROOT, ServerProcess, run_demo
 from tests.support.server import TEST_SECRET, running_server
 from tests.support.server import test_settings as settings_for_tests
 from tests.support.sse import open_stream
@@ -96,18 +96,6 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
-async def demo(env: Mapping[str, str]) -> dict[str, Any]:
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [str(MATCHCAST), "demo", "--json"],
-        env={**os.environ, **env},
-        capture_output=True,
-        timeout=60,
-        check=True,
-    )
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
-
-
 # -- 1. the SQLite pool is bounded: a burst waits for connections instead of opening one each ----
 
 BURST = 400  # concurrent clients of each kind below, against ...
@@ -160,7 +148,7 @@ def expected(path: str) -> Any:
 
 async def test_a_burst_of_requests_waits_for_a_bounded_number_of_sqlite_connections(tmp_path: Path) -> None:
     env = base_env(tmp_path, MATCHCAST_DATABASE_POOL_SIZE=str(POOL_SIZE))
-    created = await demo(env)
+    created = await run_demo(env)
     server = LimitedServerProcess(env, OPEN_FILES, tmp_path)
     await server.start()
     try:

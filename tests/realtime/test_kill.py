@@ -5,10 +5,7 @@ neither logged nor broadcast. The next instance to start publishes it, so a clie
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support.databases import fresh_postgres_database
-from tests.support.processes import MATCHCAST, ServerProcess
+from tests.support.processes import ServerProcess, run_demo
 from tests.support.server import TEST_SECRET
 
 
@@ -40,15 +37,7 @@ async def test_scores_stored_by_a_killed_instance_are_published_at_the_next_star
         "MATCHCAST_SCORE_BATCH_WINDOW_MS": "10000",  # the killed instance holds its scores
         "MATCHCAST_RATE_LIMIT": "100/1s",
     }
-    demo = await asyncio.to_thread(
-        subprocess.run,
-        [str(MATCHCAST), "demo", "--json"],
-        env={**os.environ, **env},
-        capture_output=True,
-        timeout=60,
-        check=True,
-    )
-    created = json.loads(demo.stdout)
+    created = await run_demo(env)
     match = created["matches"][0]
     player = next(p for p in created["players"] if p["id"] == match["participant1_id"])
     organizer = {"Authorization": f"Bearer {created['organizer']['token']}"}

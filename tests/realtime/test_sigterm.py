@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.processes import MATCHCAST, ServerProcess
+from tests.support.processes import ServerProcess, run_demo
 from tests.support.server import TEST_SECRET
 
 
@@ -24,15 +21,7 @@ async def test_sigterm_flushes_pending_scores_and_closes_1012(tmp_path: Path) ->
         "MATCHCAST_SCORE_BATCH_WINDOW_MS": "5000",
         "MATCHCAST_RATE_LIMIT": "100/1s",
     }
-    demo = await asyncio.to_thread(
-        subprocess.run,
-        [str(MATCHCAST), "demo", "--json"],
-        env={**os.environ, **env},
-        capture_output=True,
-        timeout=60,
-        check=True,
-    )
-    created = json.loads(demo.stdout)
+    created = await run_demo(env)
     match = created["matches"][0]
     player = next(p for p in created["players"] if p["id"] == match["participant1_id"])
     server = await ServerProcess(env, log_dir=tmp_path).start()

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -58,6 +59,19 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not within {seconds:g}s")
         await asyncio.sleep(interval)  # the poll interval, bounded by the deadline above
+
+
+async def run_demo(env: Mapping[str, str]) -> dict[str, Any]:
+    """`matchcast demo --json` against `env`'s database: the tournament, its users and tokens."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [str(MATCHCAST), "demo", "--json"],
+        env={**os.environ, **env},
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
 class ServerProcess:
