@@ -80,6 +80,9 @@ def server_env(database_url: str, broadcast_url: str, secret: str) -> dict[str, 
             # An hour: no heartbeat ping lands in a measured window, no idle spectator is timed out.
             "MATCHCAST_HEARTBEAT_INTERVAL": "3600",
             "MATCHCAST_HEARTBEAT_TIMEOUT": "7200",
+            # Every spectator of the load generator comes from 127.0.0.1: past the default cap (200
+            # per address) the server closes them 4029 and no scenario can run.
+            "MATCHCAST_MAX_SOCKETS_PER_ADDRESS": "1000000",
         }
     )
     return env

@@ -36,6 +36,7 @@ from matchcast.realtime.metrics import Metrics
 from matchcast.realtime.quotas import SharedBuckets, SocketQuota
 from matchcast.realtime.retention import run_pruner
 from matchcast.realtime.rooms import Room
+from matchcast.realtime.snapshots import Read, SnapshotCache
 from matchcast.realtime.viewers import ViewerCounter
 from matchcast.settings import Settings
 
@@ -65,6 +66,7 @@ class Hub:
         self._pruner: asyncio.Task[None] | None = None
         self.quota = SocketQuota(settings.max_sockets_per_user, settings.max_sockets_per_address)
         self.user_rate = SharedBuckets(settings.user_rate_limit)
+        self.snapshots = SnapshotCache()
         self.viewers = ViewerCounter(broker, self, settings.viewers_interval_ms / 1000)
         metrics.watch_connections(self._connection_counts)
 
@@ -159,6 +161,7 @@ class Hub:
         room.connections.discard(conn)
         if not room.connections:
             del self.rooms[conn.room]
+            self.snapshots.forget(conn.room)
             if room.task is not None:
                 room.task.cancel()
 
@@ -169,17 +172,25 @@ class Hub:
         resume_from: int | None,
         welcome: dict[str, Any],
     ) -> None:
-        """Subscribe, then read the last id, the snapshot and the replay, then go live.
+        """Subscribe, then read the last id and the snapshot (shared with the sockets joining while the
+        room is quiet: realtime/snapshots.py) and the replay, then go live.
 
         Nothing is written to the socket here: connection_established and the replay go through
         the connection's writer, so a client that does not read holds neither this task nor a
         database connection; the replay is read a page at a time as the client takes it.
         """
         await self.join(conn)
-        async with self.db.connection():
-            last = await eventlog.last_id(self.db, conn.room)
-            state = await snapshot()
-            status = await self._replay_status(conn.room, resume_from, last)
+
+        async def read() -> Read:
+            async with self.db.connection():
+                return await eventlog.last_id(self.db, conn.room), await snapshot()
+
+        room = self.rooms.get(conn.room)  # gone if the socket already left
+        last, state = await (read() if room is None else self.snapshots.get(conn.room, room.next_id, read))
+        status = "complete"
+        if resume_from is not None and resume_from < last:
+            async with self.db.connection():
+                status = await self._replay_status(conn.room, resume_from, last)
         data = {
             **welcome,
             "server_time": int(time.time() * 1000),
