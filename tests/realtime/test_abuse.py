@@ -18,6 +18,7 @@ from typing import cast
 
 import httpx
 import pytest
+import uvloop  # uvicorn[standard] installs it: what `matchcast serve` runs on
 from starlette.websockets import WebSocket
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -269,7 +270,6 @@ class Accepting(asyncio.Protocol):
 def test_regression_the_transport_is_cut_under_uvloop() -> None:
     """`matchcast serve` runs on uvloop, whose transports are not asyncio's classes: the cut
     looked for asyncio.BaseTransport, found none, and did nothing (the tests' loop is asyncio's)."""
-    uvloop = pytest.importorskip("uvloop")
 
     async def scenario() -> None:
         accepting = Accepting()
