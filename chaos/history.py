@@ -34,6 +34,19 @@ class Stream:
             return self.resets[-1][1]
         return self.ids[-1] if self.ids else 0
 
+    def ended(self, opened: float, reason: str, instance: int, replayed_before: int) -> None:
+        """One connection is over: record when, why, and how much of it was replay."""
+        self.instance = None
+        self.drops.append(
+            {
+                "opened": opened,
+                "ended": time.time(),
+                "reason": reason,
+                "instance": instance,
+                "replayed": self.replayed - replayed_before,
+            }
+        )
+
     def receive(self, event_id: int, instance: int) -> bool:
         """Record one event; False when it does not follow the last one (the reader reconnects)."""
         expected = self.last + 1

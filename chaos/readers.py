@@ -50,16 +50,7 @@ async def spectate(
             reason = f"closed {exc.rcvd.code if exc.rcvd else 'without a close frame'}"
         except (OSError, TimeoutError, WebSocketException) as exc:
             reason = type(exc).__name__
-        stream.instance = None
-        stream.drops.append(
-            {
-                "opened": opened,
-                "ended": time.time(),
-                "reason": reason,
-                "instance": instance.index,
-                "replayed": stream.replayed - replayed,
-            }
-        )
+        stream.ended(opened, reason, instance.index, replayed)
         if not stop.is_set():
             await asyncio.sleep(rng.uniform(*BACKOFF))  # back off before the next attempt
 
@@ -115,16 +106,7 @@ async def sse_read(
                         reason = await _read_sse(response, stream, instance.index, stop)
             except (httpx.HTTPError, OSError) as exc:
                 reason = type(exc).__name__
-            stream.instance = None
-            stream.drops.append(
-                {
-                    "opened": opened,
-                    "ended": time.time(),
-                    "reason": reason,
-                    "instance": instance.index,
-                    "replayed": stream.replayed - replayed,
-                }
-            )
+            stream.ended(opened, reason, instance.index, replayed)
             if not stop.is_set():
                 await asyncio.sleep(rng.uniform(*BACKOFF))  # back off before the next attempt
 
