@@ -12,7 +12,7 @@ from typing import Any
 from playwright.async_api import BrowserContext, Page, expect
 
 from matchcast.services import matches, tournaments
-from tests.browser.conftest import NOT_RELOADED, log_in, open_live
+from tests.browser.conftest import log_in, open_live
 from tests.support.server import RunningServer
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -44,12 +44,10 @@ async def named_tournament(server: RunningServer, name: str, players: int, **opt
 
 
 async def logged_in_page(context: BrowserContext, server: RunningServer, username: str, path: str) -> Page:
-    page = await context.new_page()
-    await log_in(page, server, username, "/organize/")
-    await page.goto(path)
-    await expect(page.locator("#connection-state")).to_have_text("live")
-    await page.evaluate(NOT_RELOADED)
-    return page
+    login = await context.new_page()
+    await log_in(login, server, username, "/organize/")
+    await login.close()
+    return await open_live(context, path)  # the context keeps the session cookie
 
 
 async def test_double_elimination_follows_a_drop_and_the_grand_final_reset(
