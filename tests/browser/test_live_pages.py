@@ -10,6 +10,7 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from matchcast.protocol import WS_1012_SERVICE_RESTART
 from matchcast.realtime.connection import CONTROL
+from matchcast.realtime.frames import Frame
 from matchcast.services import disputes, matches, tournaments
 from tests.browser.conftest import new_context, wait_until_true
 from tests.support.factories import PASSWORD
@@ -177,9 +178,9 @@ async def test_stale_scores_are_ignored_and_an_id_jump_resumes(
         "id": 4,
         "data": {"match_id": match.id, "participant1_score": 9, "participant2_score": 9, "sequence": 1},
     }
-    conn.offer(CONTROL, json.dumps(stale))  # CONTROL: the hub sends it as it is
+    conn.offer(CONTROL, Frame(json.dumps(stale)))  # CONTROL: the hub sends it as it is
     jump = {"type": "match_started", "id": 9, "data": {"match_id": match.id}}
-    conn.offer(CONTROL, json.dumps(jump))
+    conn.offer(CONTROL, Frame(json.dumps(jump)))
 
     await wait_until_true(page, "window.seenStates.includes('reconnecting')")
     await expect(page.locator("#connection-state")).to_have_text("live")

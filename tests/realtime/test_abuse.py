@@ -34,7 +34,7 @@ from matchcast.realtime import eventlog
 from matchcast.realtime.connection import Connection
 from matchcast.realtime.quotas import SharedBuckets
 from matchcast.settings import RateLimit
-from matchcast.web.sockets import transport_cutter
+from matchcast.web.wire import wire_of
 from tests.support.server import RunningServer
 
 STALL = {"max_pending": 32, "heartbeat_interval": 0.5, "heartbeat_timeout": 1.5}
@@ -278,8 +278,7 @@ def test_regression_the_transport_is_cut_under_uvloop() -> None:
         _reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             await wait_for(lambda: accepting.transport is not None, 5)
-            cut = transport_cutter(cast(WebSocket, SimpleNamespace(_receive=accepting.receive)))
-            cut()
+            wire_of(cast(WebSocket, SimpleNamespace(_receive=accepting.receive))).cut()
             await asyncio.wait_for(accepting.lost.wait(), 5)
         finally:
             writer.transport.abort()

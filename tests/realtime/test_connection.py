@@ -3,6 +3,10 @@
 `FakeSocket.send_text` takes frames at once (so the writer runs eagerly, without a task) until the
 test makes it stop reading; then it blocks on an asyncio.Event, as a send does on a client whose
 TCP window is full, until the test lets it read again.
+
+Every test runs on both paths a frame can take: the ASGI send alone (`asgi`: an SSE stream, another
+server), and the pre-built frame written to the transport (`wire`), whose fake takes frames while
+the socket reads and refuses them, as a paused transport does, once it stops.
 """
 
 from __future__ import annotations
@@ -16,15 +20,22 @@ import pytest
 from matchcast.protocol import WS_1012_SERVICE_RESTART, WS_4004_HEARTBEAT_TIMEOUT, WS_4009_SLOW_CONSUMER
 from matchcast.realtime import connection as connection_module
 from matchcast.realtime.connection import CONTROL, Connection, Replay
+from matchcast.realtime.frames import Frame
 from matchcast.realtime.ratelimit import TokenBucket
 from matchcast.settings import RateLimit
 
-ESTABLISHED = '{"type":"connection_established","data":{}}'
-PING = '{"type":"ping","timestamp":1}'
+ESTABLISHED_TEXT = '{"type":"connection_established","data":{}}'
+PING_TEXT = '{"type":"ping","timestamp":1}'
+ESTABLISHED = Frame(ESTABLISHED_TEXT)
+PING = Frame(PING_TEXT)
 
 
-def event(event_id: int) -> str:
+def text(event_id: int) -> str:
     return f'{{"type":"score_updated","id":{event_id},"data":{{}}}}'
+
+
+def event(event_id: int) -> Frame:
+    return Frame(text(event_id))
 
 
 class FakeSocket:
@@ -64,17 +75,60 @@ class FakeSocket:
             await self.close_released.wait()
         self.closed.append(code)
 
+    @property
+    def reading(self) -> bool:
+        return self.limit is None or len(self.sent) < self.limit
 
-Make = Callable[..., tuple[Connection, FakeSocket]]
+
+class AsgiOnly:
+    """No transport to write to: every frame takes `send_text`. Cuts are recorded."""
+
+    def __init__(self, socket: FakeSocket) -> None:
+        self.socket = socket
+        self.cuts = 0
+        self.writes = 0
+
+    def write(self, frame: Frame) -> bool:
+        return False
+
+    def cut(self) -> None:
+        self.cuts += 1
+
+
+class FakeWire(AsgiOnly):
+    """A transport: takes the built frame while the client reads, refuses it (paused) once it stops."""
+
+    def write(self, frame: Frame) -> bool:
+        if self.socket.fail_sends or not self.socket.reading:
+            return False
+        self.socket.sent.append(unframe(frame.wire))
+        self.writes += 1
+        return True
+
+
+def unframe(wire: bytes) -> str:
+    """The text of one unmasked, unfragmented text frame (what a client reads)."""
+    assert wire[0] == 0x81 and not wire[1] & 0x80
+    size, start = wire[1], 2
+    if size == 126:
+        size, start = int.from_bytes(wire[2:4], "big"), 4
+    elif size == 127:
+        size, start = int.from_bytes(wire[2:10], "big"), 10
+    assert len(wire) == start + size
+    return wire[start:].decode()
 
 
 class Harness:
-    def __init__(self) -> None:
+    def __init__(self, path: str) -> None:
+        self.path = path
         self.made: list[tuple[Connection, FakeSocket]] = []
         self.left: list[Connection] = []
+        self.wires: list[AsgiOnly] = []
 
     def __call__(self, max_pending: int = 8) -> tuple[Connection, FakeSocket]:
         socket = FakeSocket()
+        wire = FakeWire(socket) if self.path == "wire" else AsgiOnly(socket)
+        self.wires.append(wire)
         conn = Connection(
             socket,
             "match_1",
@@ -84,6 +138,7 @@ class Harness:
             max_pending,
             TokenBucket(RateLimit(20, 1.0)),
             self.left.append,
+            wire,
         )
         self.made.append((conn, socket))
         return conn, socket
@@ -99,9 +154,9 @@ class Harness:
             task.cancel()
 
 
-@pytest.fixture
-async def make() -> AsyncIterator[Harness]:
-    harness = Harness()
+@pytest.fixture(params=["asgi", "wire"])
+async def make(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    harness = Harness(request.param)
     yield harness
     await harness.finish()
 
@@ -127,12 +182,24 @@ async def closed(conn: Connection) -> None:
 async def test_a_socket_that_reads_gets_each_frame_before_offer_returns(make: Harness) -> None:
     conn, socket = make()
     conn.start(after=0, first=[ESTABLISHED])
-    assert socket.sent == [ESTABLISHED]
+    assert socket.sent == [ESTABLISHED_TEXT]
     conn.offer(1, event(1))
-    assert socket.sent == [ESTABLISHED, event(1)]  # written eagerly: no task, no loop turn
+    assert socket.sent == [ESTABLISHED_TEXT, text(1)]  # written eagerly: no task, no loop turn
     assert conn.writer is None
     assert not conn.draining
     assert conn.pending == 0
+    assert make.wires[0].writes == (2 if make.path == "wire" else 0)  # the path under test was taken
+
+
+async def test_a_frame_is_encoded_once_for_every_socket(make: Harness) -> None:
+    sockets = [make() for _ in range(3)]
+    for conn, _ in sockets:
+        conn.start(after=0)
+    frame = event(1)
+    for conn, _ in sockets:
+        conn.offer(1, frame)
+    assert all(socket.sent == [text(1)] for _, socket in sockets)
+    assert (frame._wire is not None) == (make.path == "wire")  # built only where a wire took it
 
 
 async def test_nothing_is_written_before_start(make: Harness) -> None:
@@ -142,7 +209,7 @@ async def test_nothing_is_written_before_start(make: Harness) -> None:
     assert socket.sent == []
     assert conn.pending == 2
     conn.start(after=1, first=[ESTABLISHED, event(1)])  # the replay brought 1 too
-    assert socket.sent == [ESTABLISHED, event(1), PING]  # `first` goes first; 1 not twice
+    assert socket.sent == [ESTABLISHED_TEXT, text(1), PING_TEXT]  # `first` goes first; 1 not twice
 
 
 async def test_events_at_or_below_after_are_skipped(make: Harness) -> None:
@@ -153,7 +220,7 @@ async def test_events_at_or_below_after_are_skipped(make: Harness) -> None:
     conn.offer(4, event(4))  # a late duplicate
     conn.offer(5, event(5))
     conn.offer(6, event(6))
-    assert socket.sent == [ESTABLISHED, event(5), event(6)]
+    assert socket.sent == [ESTABLISHED_TEXT, text(5), text(6)]
     assert conn.after == 6
 
 
@@ -164,7 +231,7 @@ async def test_control_frames_are_never_filtered(make: Harness) -> None:
     conn.offer(CONTROL, PING)
     conn.offer(CONTROL, PING)
     conn.offer(11, event(11))
-    assert socket.sent == [ESTABLISHED, event(11), PING, PING]
+    assert socket.sent == [ESTABLISHED_TEXT, text(11), PING_TEXT, PING_TEXT]
 
 
 async def test_a_socket_that_waits_gets_a_writer_and_later_frames_queue_in_order(make: Harness) -> None:
@@ -180,10 +247,10 @@ async def test_a_socket_that_waits_gets_a_writer_and_later_frames_queue_in_order
     writer = conn.writer
     socket.read()
     await asyncio.wait_for(writer, 1.0)
-    assert socket.sent == [ESTABLISHED, event(1), event(2), PING, event(3)]
+    assert socket.sent == [ESTABLISHED_TEXT, text(1), text(2), PING_TEXT, text(3)]
     assert conn.writer is None
     conn.offer(4, event(4))  # eager again
-    assert socket.sent[-1] == event(4)
+    assert socket.sent[-1] == text(4)
 
 
 async def test_a_failed_send_stops_the_writer_and_drops_the_backlog(make: Harness) -> None:
@@ -217,7 +284,7 @@ async def test_a_client_that_does_not_read_is_closed_4009_past_max_pending(make:
     assert conn.pending == 0
     await closed(conn)
     assert socket.closed == [WS_4009_SLOW_CONSUMER]
-    assert socket.sent == [ESTABLISHED]  # the blocked send was cancelled, nothing more written
+    assert socket.sent == [ESTABLISHED_TEXT]  # the blocked send was cancelled, nothing more written
     assert make.left == []  # it took the close frame: the hub's endpoint sees it leave
 
 
@@ -230,7 +297,7 @@ async def test_a_slow_socket_does_not_hold_up_a_fast_one(make: Harness) -> None:
     for event_id in range(1, 101):  # the room's fan-out: offer() never awaits
         for conn in (slow, fast):
             conn.offer(event_id, event(event_id))
-    assert fast_socket.sent == [event(i) for i in range(1, 101)]
+    assert fast_socket.sent == [text(i) for i in range(1, 101)]
     assert slow.close_code == WS_4009_SLOW_CONSUMER
     assert not fast.closing
 
@@ -244,7 +311,7 @@ class StoredLog:
 
     async def read(self, after: int, limit: int) -> list[tuple[int, str]]:
         self.limits.append(limit)
-        return [(i, event(i)) for i in range(after + 1, min(after + limit, self.last) + 1)]
+        return [(i, text(i)) for i in range(after + 1, min(after + limit, self.last) + 1)]
 
 
 async def test_the_replay_is_read_a_page_at_a_time_then_live_frames_follow(make: Harness) -> None:
@@ -254,7 +321,7 @@ async def test_the_replay_is_read_a_page_at_a_time_then_live_frames_follow(make:
     conn.offer(51, event(51))  # live, waits behind the replay
     conn.start(after=50, first=[ESTABLISHED], replay=Replay(log.read, 0, 50, stall=1.0))
     await until(lambda: len(socket.sent) == 52)
-    assert socket.sent == [ESTABLISHED, *(event(i) for i in range(1, 52))]
+    assert socket.sent == [ESTABLISHED_TEXT, *(text(i) for i in range(1, 52))]
     assert max(log.limits) <= 4  # half of max_pending at a time
     assert not conn.closing
 
@@ -291,7 +358,7 @@ async def test_a_slow_client_that_keeps_taking_its_replay_is_never_closed(make: 
     while len(socket.sent) < 41:
         socket.read(1)  # one frame at a time, each well within the stall
         await until(lambda: conn.pending < 4 or len(socket.sent) == 41)
-    assert socket.sent[-1] == event(40)
+    assert socket.sent[-1] == text(40)
     assert not conn.closing
 
 
@@ -300,16 +367,15 @@ async def test_regression_the_transport_is_cut_after_the_close_grace(
 ) -> None:
     """Issue 16: a client closed 4009 that never read kept its TCP connection, fd and buffers."""
     monkeypatch.setattr(connection_module, "CLOSE_GRACE", 0.1)
-    cuts: list[str] = []
     conn, socket = make()
-    conn.cut = lambda: cuts.append("blocked")
+    blocked = make.wires[-1]
     socket.close_blocks = True  # takes no close frame: cut right after the grace
     conn.abort(WS_4009_SLOW_CONSUMER)
-    await until(lambda: cuts == ["blocked"], 2.0)
+    await until(lambda: blocked.cuts == 1, 2.0)
     conn2, _socket2 = make()
-    conn2.cut = lambda: cuts.append("closed")
+    closed = make.wires[-1]
     conn2.abort(WS_4009_SLOW_CONSUMER)  # the close frame went out; the client still may not read
-    await until(lambda: cuts[-1:] == ["closed"], 2.0)
+    await until(lambda: closed.cuts == 1, 2.0)
 
 
 # -- closing -----------------------------------------------------------------------------------
@@ -326,7 +392,7 @@ async def test_close_after_sending_sends_what_is_queued_then_closes(make: Harnes
     conn.offer(4, event(4))  # nothing new once closing
     socket.read()
     await asyncio.wait_for(closing, 1.0)
-    assert socket.sent == [ESTABLISHED, event(1), event(2), event(3)]
+    assert socket.sent == [ESTABLISHED_TEXT, text(1), text(2), text(3)]
     assert socket.closed == [WS_1012_SERVICE_RESTART]
     assert conn.close_code == WS_1012_SERVICE_RESTART
 
@@ -345,12 +411,12 @@ async def test_abort_with_drain_sends_the_answers_then_closes(make: Harness) -> 
     conn.start(after=0, first=[ESTABLISHED])
     socket.stop_reading()
     conn.offer(CONTROL, PING)
-    conn.offer(CONTROL, '{"type":"error","data":{"code":"rate_limited","message":"slow down"}}')
+    conn.offer(CONTROL, Frame('{"type":"error","data":{"code":"rate_limited","message":"slow down"}}'))
     conn.abort(WS_4004_HEARTBEAT_TIMEOUT, drain=True)
     conn.abort(WS_4009_SLOW_CONSUMER)  # a second close is ignored
     socket.read()
     await closed(conn)
-    assert socket.sent[1] == PING
+    assert socket.sent[1] == PING_TEXT
     assert len(socket.sent) == 3
     assert socket.close_codes == [WS_4004_HEARTBEAT_TIMEOUT]
 

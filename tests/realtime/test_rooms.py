@@ -11,6 +11,7 @@ import json
 
 from matchcast.protocol import encode_event
 from matchcast.realtime.eventlog import StoredEvent
+from matchcast.realtime.frames import Frame
 from matchcast.realtime.rooms import CATCH_UP_BATCH, Room
 
 ROOM = "match_1"
@@ -53,8 +54,8 @@ class FakeReceiver:
     def __init__(self) -> None:
         self.got: list[tuple[int, str]] = []
 
-    def offer(self, event_id: int, frame: str) -> None:
-        self.got.append((event_id, frame))
+    def offer(self, event_id: int, frame: Frame) -> None:
+        self.got.append((event_id, frame.text))
 
     @property
     def ids(self) -> list[int]:

@@ -139,8 +139,9 @@ test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a 
 
 
 @asynccontextmanager
-async def running_server(settings: Settings) -> AsyncIterator[RunningServer]:
-    server = Server(config(create_app(settings), settings, port=0, log_level="warning"))
+async def running_server(settings: Settings, **options: Any) -> AsyncIterator[RunningServer]:
+    """`options`: uvicorn's, over matchcast.server.config's (another WebSocket implementation, say)."""
+    server = Server(config(create_app(settings), settings, port=0, **{"log_level": "warning", **options}))
     task = asyncio.create_task(server.serve())
 
     async def started() -> None:

@@ -1,15 +1,20 @@
 """One WebSocket seen from the hub: a bounded outbound backlog and a writer that drains it.
 
-The hub hands every socket of a room the same pre-encoded text with `offer()`, which never
-awaits, so one slow socket cannot slow anybody else. The writer starts eagerly: `offer()` runs it
-at once, and a socket that can take the frame (nearly always) has it written before `offer()`
-returns, with no task at all. Only a writer that has to wait (the client's TCP window is full)
-goes on in a task of its own, while later frames queue behind it. A backlog over `max_pending`
-frames means the client does not read: it is closed 4009 and its backlog dropped.
+The hub hands every socket of a room the same `Frame` (realtime/frames.py) with `offer()`, which
+never awaits, so one slow socket cannot slow anybody else. A socket with nothing queued ahead has
+the frame's pre-built bytes written straight to its transport (`Wire`): no writer, no ASGI message,
+no per-socket framing. Otherwise the writer starts eagerly: `offer()` runs it at once, and a
+socket that can take the frame (nearly always) has it written before `offer()` returns, with no
+task at all. Only a writer that has to wait (the client's TCP window is full) goes on in a task
+of its own, while later frames queue behind it. The writer, too, puts a frame on the wire where
+it can and falls back to the socket's ASGI `send_text` where it cannot (a paused or closing
+transport, an SSE stream, a server the web layer does not know): one order, one bound, both paths.
+A backlog over `max_pending` frames means the client does not read: it is closed 4009 and its
+backlog dropped.
 
 A resume's replay is read from the log a page at a time, each page only once the socket has room
 for it within `max_pending`: a client that takes no replay frame for `stall` seconds is a slow
-consumer too. After a server-side close the transport is cut (`cut`) once CLOSE_GRACE has passed,
+consumer too. After a server-side close the transport is cut (`Wire.cut`) once CLOSE_GRACE has passed,
 so a client that never reads does not keep its file descriptor and kernel buffers.
 """
 
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from matchcast.protocol import WS_1011_INTERNAL_ERROR, WS_4009_SLOW_CONSUMER
+from matchcast.realtime.frames import Frame
 from matchcast.realtime.ratelimit import TokenBucket
 
 log = logging.getLogger("matchcast.connection")
@@ -43,16 +49,41 @@ class Replay:
     stall: float  # seconds the client may take no replay frame before it is a slow consumer
 
 
-def no_cut() -> None:
-    """A socket without a transport to cut (tests' fakes)."""
-
-
 class Socket(Protocol):
     """What the writer needs of a WebSocket (Starlette's, or a test's fake)."""
 
     async def send_text(self, data: str) -> None: ...
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+class Wire(Protocol):
+    """The socket's transport, as the web layer reaches it (web/wire.py): the one seam for frames
+    built once. Everything here must also work through `Socket` alone."""
+
+    def write(self, frame: Frame) -> bool:
+        """Put `frame.wire` on the transport now and say True; or say False, writing nothing, when
+        it cannot now (paused by flow control, closing, no transport it knows)."""
+        ...
+
+    def cut(self) -> None:
+        """Drop the TCP connection at once, unsent data and all."""
+        ...
+
+
+class NoWire:
+    """A socket reached through `Socket` only: SSE streams, other servers, tests' fakes."""
+
+    __slots__ = ()
+
+    def write(self, frame: Frame) -> bool:
+        return False
+
+    def cut(self) -> None:
+        pass
+
+
+NO_WIRE = NoWire()
 
 
 class Connection:
@@ -64,7 +95,6 @@ class Connection:
         "close_code",
         "closer",
         "closing",
-        "cut",
         "draining",
         "feeder",
         "last_seen",
@@ -83,6 +113,7 @@ class Connection:
         "taken_seen",
         "user_id",
         "websocket",
+        "wire",
         "writer",
     )
 
@@ -96,7 +127,7 @@ class Connection:
         max_pending: int,
         bucket: TokenBucket,
         leave: Callable[[Connection], None],
-        cut: Callable[[], None] = no_cut,
+        wire: Wire = NO_WIRE,
     ) -> None:
         self.websocket = websocket
         self.room = room
@@ -106,9 +137,9 @@ class Connection:
         self.max_pending = max_pending
         self.bucket = bucket
         self.leave = leave  # takes the socket out of its room (the hub's)
-        self.cut = cut  # drops the TCP connection at once (the web layer's, for uvicorn's transport)
-        self.backlog: deque[tuple[int, str]] = deque()  # live frames, after the replay
-        self.replay: deque[str] = deque()  # connection_established, then the replay's current page
+        self.wire = wire  # the transport, for pre-built frames and for cutting (the web layer's)
+        self.backlog: deque[tuple[int, Frame]] = deque()  # live frames, after the replay
+        self.replay: deque[Frame] = deque()  # connection_established, then the replay's current page
         self.replaying = False  # pages of the replay are still to come: live frames wait
         self.feeder: asyncio.Task[None] | None = None  # reads the replay's pages
         self.room_freed: asyncio.Future[None] | None = None  # the feeder waits on it for room
@@ -125,10 +156,19 @@ class Connection:
         self.last_seen = time.monotonic()
         self.opened_at = self.last_seen
 
-    def offer(self, event_id: int, frame: str) -> None:
-        """Queue one frame for this socket; never awaits."""
+    def offer(self, event_id: int, frame: Frame) -> None:
+        """Send or queue one frame for this socket; never awaits."""
         if self.closing:
             return
+        if self.open and not self.draining and not self.replaying and not self.backlog and not self.replay:
+            # Nothing ahead of it (nearly always): straight onto the transport, no writer at all.
+            if event_id != CONTROL and event_id <= self.after:
+                return  # already in the snapshot or the replay
+            if self.wire.write(frame):
+                self.taken += 1
+                if event_id != CONTROL:
+                    self.after = event_id
+                return
         if self.pending >= self.max_pending:
             self.abort(WS_4009_SLOW_CONSUMER)
             return
@@ -136,7 +176,7 @@ class Connection:
         if self.open and not self.draining:
             self._write()
 
-    def start(self, after: int, first: Sequence[str] = (), replay: Replay | None = None) -> None:
+    def start(self, after: int, first: Sequence[Frame] = (), replay: Replay | None = None) -> None:
         """Send `first` (connection_established), then `replay`, then live events after `after`.
 
         The replay counts against `max_pending` like live frames: it is read a page at a time
@@ -165,7 +205,7 @@ class Connection:
                     # Pruned since the resume was judged complete: a new resume will say "partial".
                     self.abort(WS_1011_INTERNAL_ERROR)
                     return
-                self.replay.extend(frame for event_id, frame in rows if event_id <= replay.until)
+                self.replay.extend(Frame(text) for event_id, text in rows if event_id <= replay.until)
                 after = rows[-1][0]
                 if not self.draining and not self.closing:
                     self._write()
@@ -216,12 +256,14 @@ class Connection:
         self.writer = asyncio.get_running_loop().create_task(_resume(writer, waiting_for))
 
     async def _drain(self) -> None:
+        wire = self.wire
         try:
             while True:
                 if self.replay:  # connection_established and the replay go before live frames
                     frame = self.replay.popleft()
                     self._taken()
-                    await self.websocket.send_text(frame)
+                    if not wire.write(frame):
+                        await self.websocket.send_text(frame.text)
                     self.taken += 1
                     continue
                 if self.replaying or not self.backlog:
@@ -232,7 +274,8 @@ class Connection:
                     if event_id <= self.after:
                         continue  # already in the snapshot or the replay
                     self.after = event_id
-                await self.websocket.send_text(frame)
+                if not wire.write(frame):
+                    await self.websocket.send_text(frame.text)
                 self.taken += 1
         except Exception:  # the peer went away mid-send; the endpoint's receive loop sees it too
             self.closing = True
@@ -290,13 +333,13 @@ class Connection:
         except TimeoutError:
             log.info("room=%s: client took no close frame in %.0fs; dropped", self.room, CLOSE_GRACE)
             self.leave(self)
-            self.cut()
+            self.wire.cut()
             return
         except Exception:  # already closed by the peer
             return
         # A closed transport still holds its unsent data (and the fd) until the client reads it,
         # which a client that stopped reading never does: cut it once the close had its grace.
-        asyncio.get_running_loop().call_later(CLOSE_GRACE, self.cut)
+        asyncio.get_running_loop().call_later(CLOSE_GRACE, self.wire.cut)
 
     def gone(self) -> None:
         """The client left: release what was queued for it at once (a replay's page too)."""

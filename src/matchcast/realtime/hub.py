@@ -32,6 +32,7 @@ from matchcast.realtime import eventlog
 from matchcast.realtime.batching import ScoreBatcher, ScoreLedger
 from matchcast.realtime.broker import Broker, Subscription
 from matchcast.realtime.connection import CONTROL, Connection, Replay
+from matchcast.realtime.frames import Frame
 from matchcast.realtime.metrics import Metrics
 from matchcast.realtime.quotas import SharedBuckets, SocketQuota
 from matchcast.realtime.retention import run_pruner
@@ -203,7 +204,7 @@ class Hub:
         replay = None
         if status == "complete" and resume_from is not None and resume_from < last:
             replay = Replay(self._page_reader(conn.room), resume_from, last, self.settings.heartbeat_timeout)
-        conn.start(after=last, first=[established], replay=replay)
+        conn.start(after=last, first=[Frame(established)], replay=replay)
 
     def _page_reader(self, room: str) -> Callable[[int, int], Awaitable[list[tuple[int, str]]]]:
         async def read(after: int, limit: int) -> list[tuple[int, str]]:
@@ -281,7 +282,7 @@ class Hub:
             now = time.monotonic()
             frame = None
             if now - last_ping >= interval - tick / 10:
-                frame, last_ping = encode_ping(int(time.time() * 1000)), now
+                frame, last_ping = Frame(encode_ping(int(time.time() * 1000))), now
             sent = 0
             for conn in list(self.connections()):
                 if now - conn.last_seen > timeout:
@@ -298,10 +299,11 @@ class Hub:
     def local_counts(self) -> dict[str, int]:
         return {name: len(room.connections) for name, room in self.rooms.items()}
 
-    def tell_room(self, room: str, frame: str) -> None:
+    def tell_room(self, room: str, text: str) -> None:
         found = self.rooms.get(room)
         if found is None:
             return
+        frame = Frame(text)
         for conn in found.connections:
             conn.offer(CONTROL, frame)
         self.metrics.frames_out.inc(len(found.connections))

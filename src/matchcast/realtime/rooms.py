@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
 from matchcast.realtime.eventlog import StoredEvent
+from matchcast.realtime.frames import Frame
 
 log = logging.getLogger("matchcast.rooms")
 CATCH_UP_BATCH = 500
@@ -29,7 +30,7 @@ Delivered = Callable[[int, int], None]  # (sockets reached, publish time in ns):
 class Receiver(Protocol):
     """A socket as a room sees it."""
 
-    def offer(self, event_id: int, frame: str) -> None:
+    def offer(self, event_id: int, frame: Frame) -> None:
         """Queue one frame to send; never awaits, never raises (a slow socket closes itself)."""
         ...
 
@@ -125,7 +126,8 @@ class Room(Generic[R]):
     def deliver_ready(self) -> None:
         """Hand every socket each event whose turn it is."""
         while self.next_id in self.ahead:
-            frame, published_ns = self.ahead.pop(self.next_id)
+            text, published_ns = self.ahead.pop(self.next_id)
+            frame = Frame(text)  # encoded once for every socket (realtime/frames.py)
             for conn in self.connections:
                 conn.offer(self.next_id, frame)
             if self.delivered is not None:

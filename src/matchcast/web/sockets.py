@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from starlette.endpoints import WebSocketEndpoint
 from starlette.requests import HTTPConnection
@@ -39,6 +38,7 @@ from matchcast.protocol import (
     tournament_room,
 )
 from matchcast.realtime.connection import CONTROL, Connection
+from matchcast.realtime.frames import Frame
 from matchcast.realtime.hub import Hub
 from matchcast.realtime.metrics import Metrics
 from matchcast.realtime.ratelimit import TokenBucket
@@ -54,6 +54,7 @@ from matchcast.services.actors import (
 )
 from matchcast.services.publisher import Publisher
 from matchcast.settings import Settings
+from matchcast.web.wire import wire_of
 
 log = logging.getLogger("matchcast.ws")
 
@@ -93,21 +94,6 @@ def bearer_token(connection: HTTPConnection) -> str | None:
     header = connection.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
-
-
-def transport_cutter(websocket: WebSocket) -> Callable[[], None]:
-    """Something that drops the socket's TCP connection at once, unsent data and all.
-
-    ASGI has no such message: uvicorn's protocol object owns both the `receive` callable the app
-    gets and the transport (asyncio's `abort()` drops the buffers a plain `close()` waits to flush
-    to a client that does not read). uvloop's transports are not asyncio's classes, so it is looked
-    up by name. Elsewhere (another server, a test client) it does nothing.
-    """
-    transport = getattr(getattr(websocket._receive, "__self__", None), "transport", None)
-    abort = getattr(transport, "abort", None)
-    if callable(abort):
-        return cast(Callable[[], None], abort)
-    return lambda: None
 
 
 def client_address(connection: HTTPConnection) -> str:
@@ -220,7 +206,7 @@ class RoomEndpoint(WebSocketEndpoint):
             rt.settings.max_pending,
             TokenBucket(rt.settings.rate_limit),
             rt.hub.leave,
-            transport_cutter(websocket),
+            wire_of(websocket),
         )
         welcome = {
             "room": room,
@@ -257,7 +243,7 @@ class RoomEndpoint(WebSocketEndpoint):
         try:
             frame = parse_client_frame(data if isinstance(data, str) else None)
             if frame.type == "ping":
-                conn.offer(CONTROL, encode_pong(frame.fields["timestamp"]))
+                conn.offer(CONTROL, Frame(encode_pong(frame.fields["timestamp"])))
             elif frame.type == "score_update":
                 await self.score_update(rt, frame.fields)
             elif frame.type == "report_result":
@@ -276,7 +262,7 @@ class RoomEndpoint(WebSocketEndpoint):
     def _error(self, rt: Realtime, code: str, message: str) -> None:
         rt.metrics.errors.labels(code).inc()
         if self.conn is not None:
-            self.conn.offer(CONTROL, encode_error(code, message))
+            self.conn.offer(CONTROL, Frame(encode_error(code, message)))
 
     async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
         rt: Realtime = websocket.app.state.realtime
