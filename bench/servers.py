@@ -75,8 +75,10 @@ def server_env(database_url: str, broadcast_url: str, secret: str) -> dict[str, 
             "MATCHCAST_JWT_SECRET": secret,
             # Its own channels on a shared Redis: never another server's (same match ids, other database).
             "MATCHCAST_CHANNEL_PREFIX": "bench" + secrets.token_hex(6),
-            # The participant sends up to 50 frames a second (the score stream).
+            # The participant sends up to 50 frames a second (the score stream): its socket's bucket
+            # and the one all of a user's sockets share (issue 16, 40/1s by default) must take them.
             "MATCHCAST_RATE_LIMIT": "500/1s",
+            "MATCHCAST_USER_RATE_LIMIT": "500/1s",
             # An hour: no heartbeat ping lands in a measured window, no idle spectator is timed out.
             "MATCHCAST_HEARTBEAT_INTERVAL": "3600",
             "MATCHCAST_HEARTBEAT_TIMEOUT": "7200",
