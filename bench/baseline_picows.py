@@ -47,7 +47,7 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
-class MatchSocket(WSListener):  # type: ignore[misc]  # picows ships no stub for its Cython base class
+class MatchSocket(WSListener):
     def __init__(self, match_id: int) -> None:
         super().__init__()
         self.match_id = match_id
