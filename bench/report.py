@@ -298,7 +298,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     mem.set(title="Server memory per idle socket (RSS)", xlabel="sockets", ylabel="KB", ylim=(0, None))
     for ax in (lat, cpu, mem, cdf):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[0]:  # a scenario left out draws nothing
+            ax.legend(fontsize=6)
     fig.suptitle(f"matchcast benchmarks ({results['meta']['date']}, {results['meta']['machine']})", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,11 @@ BENCHMARKS = "benchmarks issue"
 CPU_OVER_PICOWS_MAX_US = 1.0  # server CPU per delivered frame, at most the picows baseline's + this
 CPU_SIZES = (1000, 3000, 5000)
 P99_OVER_PICOWS_MAX = 1.1  # p99 publish -> receive at 3k, x the picows baseline's
-JOINS_PER_S_MIN = 2000.0  # joins answered with connection_established per second, one process
+# Joins answered with connection_established per second of the server's CPU: what one process
+# accepts with its core saturated. The load generator (Python clients on one core) cannot open
+# sockets that fast, so the joins per second of wall-clock time it sees are its own limit, not the
+# server's (the picows baseline: about 600/s seen, 4000+ per CPU second).
+JOINS_PER_S_MIN = 2000.0
 IDLE_KB_MAX = 20.0  # server memory per idle socket at 10k
 STORM_RESUMED_MAX_S = 10.0  # every client resumed within this many seconds of the server answering again
 STORM_DB_CONNECTIONS_MAX = 10  # MATCHCAST_DATABASE_POOL_SIZE's default, unless the storm reports its own bound
@@ -86,8 +90,8 @@ def issue_17(stack: str, run: dict[str, Any], check: Check) -> None:
         for logged_in, who in ((False, "guests"), (True, "logged in")):
             row = next((r for r in rows if r["logged_in"] == logged_in), None)
             if row is not None:
-                value = row["connects_per_s"]
-                check(stack, f"joins per second, {who}", value, JOINS_PER_S_MIN, value >= JOINS_PER_S_MIN)
+                value = row["connects_per_cpu_s"]
+                check(stack, f"joins per CPU second, {who}", value, JOINS_PER_S_MIN, value >= JOINS_PER_S_MIN)
     idle = run.get("idle")
     if idle:
         last = idle[-1]
