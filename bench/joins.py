@@ -216,12 +216,12 @@ def run(
     settle: float,
     window: float,
     gc_tuning: bool = True,
-    baselines: Sequence[str] = (),
+    baselines: Sequence[Target] = (),
     logged_in: bool = True,
 ) -> dict[str, Any]:
     """`intervals`: the MATCHCAST_VIEWERS_INTERVAL_MS values with counting on (0, off, is always
     measured too); `concurrency`: connects in flight over all the load generator's processes;
-    `baselines`: keys of servers.BASELINES sampled in the same rounds; `logged_in`: a row of
+    `baselines`: running baselines (servers.baseline) sampled in the same rounds; `logged_in`: a row of
     logged-in users joining the server of the first interval given (the default one in the plan)."""
     configs = [OFF, *(i for i in intervals if i != OFF)]
     users_on = configs[1] if len(configs) > 1 else OFF
@@ -241,15 +241,14 @@ def run(
                     users=joins if logged_in and interval == users_on else 0,
                 )
                 for interval in configs
-            ]
-            + [servers.baseline(workdir, cpus, gc_tuning, kind) for kind in baselines],
+            ],
         )
-        rows = [Row(t.name, t, interval) for t, interval in zip(started[: len(configs)], configs, strict=True)]
+        rows = [Row(t.name, t, interval) for t, interval in zip(started, configs, strict=True)]
         if logged_in:
             users_target = started[configs.index(users_on)]
             rows.append(Row(users_target.name + ", logged in", users_target, users_on, logged_in=True))
-        rows += [Row(t.name, t, None) for t in started[len(configs) :]]
-        for target in started:
+        rows += [Row(t.name, t, None) for t in baselines]
+        for target in [*started, *baselines]:
             opened = load.spectators(target.name + " anchors", anchors, target.match_url, target.secret)
             if opened["open"] < anchors:
                 raise RuntimeError(f"{target.name}: only {opened['open']} of {anchors} anchors: {opened['errors']}")
@@ -260,7 +259,7 @@ def run(
                 sample = measure(load, row, joins, per_process, settle, window)
                 samples[row.label].append(sample)
                 print(f"  {row.label}: {describe(sample, anchors)}", flush=True)
-        for target in started:
+        for target in [*started, *baselines]:
             load.close(target.name + " anchors")
     figures_ = [figures(samples[row.label], row, anchors) for row in rows]
     return {

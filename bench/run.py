@@ -10,9 +10,9 @@ each stack: the three baselines (uvicorn + Starlette, picows, Node.js `ws`: serv
 `matchcast serve` start side by side; idle sockets are measured on each first (then dropped; the
 baselines' once per run); then the fan-out grows size by size on all four, and at each size they
 are measured in turn, the order reversed every round, so that background load on a shared
-machine weighs on all alike; the score stream runs on matchcast at the first size. Then they
-stop, and the joins (bench/joins.py) run on fresh servers of the stack (viewer counting off and
-on, guests and logged-in users) and fresh baselines, in the same rounds.
+machine weighs on all alike; the score stream runs on matchcast at the first size. Then matchcast
+stops, and the joins (bench/joins.py) run on fresh servers of the stack (viewer counting off and
+on, guests and logged-in users) and on the baselines, in the same rounds.
 """
 
 from __future__ import annotations
@@ -195,32 +195,27 @@ def measure_against_baselines(
     load: LoadGenerator,
     workdir: Path,
     server_cpus: list[int] | None,
+    baselines: dict[str, servers.Target],
     results: dict[str, Any],
     stack_results: dict[str, Any],
 ) -> None:
-    """Idle sockets, then the fan-out, update cost and stream: matchcast and the baselines side by side."""
-    with ExitStack() as running:
-        started = servers.start_together(
-            running,
-            [servers.matchcast(stack, workdir, server_cpus, plan.gc_tuning)]
-            + [servers.baseline(workdir, server_cpus, plan.gc_tuning, key) for key in plan.baselines],
-        )
-        targets = dict(zip(["matchcast", *plan.baselines], started, strict=True))
-        mine = targets["matchcast"]
+    """Idle sockets, then the fan-out, update cost and stream: matchcast beside the running baselines."""
+    with servers.matchcast(stack, workdir, server_cpus, plan.gc_tuning) as mine:
+        targets = {"matchcast": mine, **baselines}
         for key, target in targets.items():
             load.participant(target.name, target.participant_url, role="participant" if key == "matchcast" else None)
         if plan.idle:
             stack_results["idle"] = idle.run(load, mine, plan.idle, plan.idle_settle, plan.idle_window)
-            for key in plan.baselines:
+            for key, target in baselines.items():
                 if plan.baseline_idle and key not in results["baselines_idle"]:
                     results["baselines_idle"][key] = idle.run(
-                        load, targets[key], plan.idle, plan.idle_settle, plan.idle_window
+                        load, target, plan.idle, plan.idle_settle, plan.idle_window
                     )
         if plan.fanout:
             measure_fanout(load, plan, targets, stack_results)
         for target in targets.values():
             load.close(target.name)
-    stack_results["gc"] = {key: gc_summary(target.log) for key, target in targets.items()}
+    stack_results["gc"] = {"matchcast": gc_summary(mine.log)}
 
 
 def storm_result(
@@ -235,27 +230,35 @@ def storm_result(
 def run_stack(
     stack: str, plan: Plan, load: LoadGenerator, workdir: Path, server_cpus: list[int] | None, results: dict[str, Any]
 ) -> None:
+    """The stack's scenarios; the baselines start first and serve them all (they keep no state)."""
     print(f"== {stack}", flush=True)
     stack_results: dict[str, Any] = {}
-    if plan.idle or plan.fanout:
-        measure_against_baselines(stack, plan, load, workdir, server_cpus, results, stack_results)
-    if plan.joins > 0:
-        stack_results["joins"] = joins.run(
-            load,
-            stack,
-            workdir,
-            server_cpus,
-            joins=plan.joins,
-            intervals=plan.joins_intervals,
-            rounds=plan.rounds,
-            concurrency=plan.joins_concurrency,
-            anchors=plan.joins_anchors,
-            settle=plan.joins_settle,
-            window=plan.idle_window,
-            gc_tuning=plan.gc_tuning,
-            baselines=plan.baselines,
-            logged_in=plan.joins_logged_in,
+    with ExitStack() as running:
+        started = servers.start_together(
+            running, [servers.baseline(workdir, server_cpus, plan.gc_tuning, key) for key in plan.baselines]
         )
+        baselines = dict(zip(plan.baselines, started, strict=True))
+        if plan.idle or plan.fanout:
+            measure_against_baselines(stack, plan, load, workdir, server_cpus, baselines, results, stack_results)
+        if plan.joins > 0:
+            stack_results["joins"] = joins.run(
+                load,
+                stack,
+                workdir,
+                server_cpus,
+                joins=plan.joins,
+                intervals=plan.joins_intervals,
+                rounds=plan.rounds,
+                concurrency=plan.joins_concurrency,
+                anchors=plan.joins_anchors,
+                settle=plan.joins_settle,
+                window=plan.idle_window,
+                gc_tuning=plan.gc_tuning,
+                baselines=started,
+                logged_in=plan.joins_logged_in,
+            )
+    # Each Python server logs its collector's summary as it stops.
+    stack_results.setdefault("gc", {}).update({key: gc_summary(target.log) for key, target in baselines.items()})
     storm = storm_result(stack, plan, load, workdir, server_cpus)
     if storm is not None:
         stack_results["storm"] = storm
