@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The Node.js baseline of the benchmarks: `ws` exactly as bench/node/package-lock.json pins it.
+NODE_BASELINE := bench/node/node_modules/.package-lock.json
 
 .PHONY: install run test check bench chaos services browser lock clean
 
@@ -16,6 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
+
+$(NODE_BASELINE): bench/node/package.json bench/node/package-lock.json
+	@scripts/node.sh
+	cd bench/node && npm ci --no-audit --no-fund --loglevel=error
 
 run: install
 	$(BIN)/matchcast serve
@@ -28,7 +34,7 @@ browser:
 
 # Most tests wait on sockets, not the CPU: four workers finish in well under half the time.
 # The checks run first: CI runs `make test` only, so the rules hold on every landing.
-test: check services browser
+test: check services browser $(NODE_BASELINE)
 	$(BIN)/pytest -n 4 --dist loadfile
 
 check: install
@@ -37,7 +43,7 @@ check: install
 	$(BIN)/mypy src tests chaos
 	$(BIN)/lint-imports
 
-bench: install services
+bench: install services $(NODE_BASELINE)
 	$(BIN)/python -m bench.run
 
 # Jepsen-style faults on a three-instance cluster (chaos/harness.py): CHAOS_SECONDS (300), CHAOS_SEED.
@@ -50,4 +56,4 @@ lock: install
 	$(BIN)/pip freeze --exclude-editable | grep -v '^matchcast' > constraints.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache matchcast.db*
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache matchcast.db* bench/node/node_modules

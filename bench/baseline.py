@@ -17,44 +17,16 @@ import gc
 import json
 import logging
 import sys
-import time
 
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from bench.baseline_frames import score_frame, welcome
 from matchcast.server import Server, config
 from matchcast.settings import Settings
 
 rooms: dict[int, set[WebSocket]] = {}
-sequence = 0
-
-
-def welcome(match_id: int) -> str:
-    data = {
-        "room": f"match_{match_id}",
-        "user_id": None,
-        "role": "spectator",
-        "heartbeat_interval": 25,
-        "heartbeat_timeout": 50,
-        "server_time": int(time.time() * 1000),
-        "last_event_id": 0,
-        "replay": "complete",
-        "state": {"id": match_id},
-    }
-    return json.dumps({"type": "connection_established", "data": data}, separators=(",", ":"))
-
-
-def score_frame(match_id: int, fields: dict[str, object]) -> str:
-    global sequence
-    sequence += 1
-    data = {
-        "match_id": match_id,
-        "participant1_score": fields.get("participant1_score"),
-        "participant2_score": fields.get("participant2_score"),
-        "sequence": sequence,
-    }
-    return json.dumps({"type": "score_updated", "id": sequence, "data": data}, separators=(",", ":"))
 
 
 async def match_socket(websocket: WebSocket) -> None:

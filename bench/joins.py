@@ -16,6 +16,12 @@ charged to them. The settle is longer than the default interval, so at least one
 each. The quiet windows are read from the threads' schedstat (nanoseconds): the cost of a tick with
 nothing changed, with M sockets and with the anchors alone. The servers are sampled in turn, the
 order reversed every round, so that background load on this shared machine weighs on all alike.
+
+Beside them, in the same rounds: logged-in users joining the server with the default interval
+(a real account each, made in the stack's database, so each join reads its user), and the
+baselines (bench/baseline*.py, bench/node), which count nothing and have no /metrics: for those
+rows, and the logged-in one, the quiet windows are left out. Joins per second are those the load
+generator saw answered with `connection_established`, from the first connect to the last.
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ import math
 import statistics
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,22 @@ from bench.procstat import cpu_seconds, cpu_seconds_fine
 from bench.servers import Target
 
 OFF = 0
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the joins table: a server, and who joins it."""
+
+    label: str
+    target: Target
+    interval_ms: int | None  # MATCHCAST_VIEWERS_INTERVAL_MS; None: a baseline, which counts nothing
+    logged_in: bool = False
+
+    @property
+    def quiet_windows(self) -> bool:
+        """Only the guest rows of matchcast measure a tick's cost: the baselines have none, and
+        the logged-in row shares its server with a guest row that measures it."""
+        return self.interval_ms is not None and not self.logged_in
 
 
 @dataclass
@@ -74,26 +96,36 @@ def quiet_cpu(pid: int, window: float) -> float:
     return (cpu_seconds_fine(pid) - before) / (time.monotonic() - started)
 
 
-def measure(load: LoadGenerator, target: Target, joins: int, concurrency: int, settle: float, window: float) -> Sample:
+def measure(
+    load: LoadGenerator,
+    row: Row,
+    joins: int,
+    concurrency: int,
+    settle: float,
+    window: float,
+) -> Sample:
     """One sample: `joins` connects at `concurrency` per load generator process, then as many disconnects."""
-    group = target.name + " joins"
-    before = scrape(target.port)
+    target = row.target
+    group = row.label + " joins"
+    tokens = target.user_tokens if row.logged_in else ()
+    metrics = target.kind == "matchcast"
+    before = scrape(target.port) if metrics else {}
     cpu_start = cpu_seconds(target.pid)
-    opened = load.spectators(group, joins, target.match_url, target.secret, concurrency)
+    opened = load.spectators(group, joins, target.match_url, target.secret, concurrency, tokens)
     if opened["open"] < joins:
         load.close(group)
-        raise RuntimeError(f"{target.name}: only {opened['open']} of {joins} spectators connected: {opened['errors']}")
+        raise RuntimeError(f"{row.label}: only {opened['open']} of {joins} spectators connected: {opened['errors']}")
     time.sleep(settle)
     cpu_connected = cpu_seconds(target.pid)
-    idle_open = quiet_cpu(target.pid, window)
-    peak = scrape(target.port)
+    idle_open = quiet_cpu(target.pid, window) if row.quiet_windows else math.nan
+    peak = scrape(target.port) if metrics else {}
     cpu_drop, dropped = cpu_seconds(target.pid), time.monotonic()
     load.close(group)
     close_seconds = time.monotonic() - dropped
     time.sleep(settle)
     cpu_end = cpu_seconds(target.pid)
-    idle_anchors = quiet_cpu(target.pid, window)
-    after = scrape(target.port)
+    idle_anchors = quiet_cpu(target.pid, window) if row.quiet_windows else math.nan
+    after = scrape(target.port) if metrics else {}
     frames = "matchcast_frames_out_total"
     return Sample(
         joins=joins,
@@ -101,7 +133,7 @@ def measure(load: LoadGenerator, target: Target, joins: int, concurrency: int, s
         disconnect_cpu=cpu_end - cpu_drop,
         connect_seconds=opened["seconds"],
         close_seconds=close_seconds,
-        viewers_frames=after.get(frames, 0.0) - before.get(frames, 0.0),
+        viewers_frames=after.get(frames, math.nan) - before.get(frames, math.nan),
         idle_open=idle_open,
         idle_anchors=idle_anchors,
         open_at_peak=peak.get("matchcast_connections", math.nan),
@@ -110,14 +142,17 @@ def measure(load: LoadGenerator, target: Target, joins: int, concurrency: int, s
     )
 
 
-def figures(samples: list[Sample], interval_ms: int, anchors: int) -> dict[str, Any]:
-    """Pool one server's samples into the reported figures."""
+def figures(samples: list[Sample], row: Row, anchors: int) -> dict[str, Any]:
+    """Pool one row's samples into the reported figures."""
     joins = sum(s.joins for s in samples)
     connect = sum(s.connect_cpu for s in samples)
     disconnect = sum(s.disconnect_cpu for s in samples)
     return {
-        "interval_ms": interval_ms,
-        "counting": interval_ms > 0,
+        "server": row.label,
+        "kind": row.target.kind,
+        "logged_in": row.logged_in,
+        "interval_ms": row.interval_ms,
+        "counting": bool(row.interval_ms),
         "samples": len(samples),
         "joins": joins,
         "server_cpu_s": connect + disconnect,
@@ -126,6 +161,8 @@ def figures(samples: list[Sample], interval_ms: int, anchors: int) -> dict[str, 
         "us_per_join": 1e6 * (connect + disconnect) / joins,
         "us_per_join_samples": [1e6 * (s.connect_cpu + s.disconnect_cpu) / s.joins for s in samples],
         "connects_per_s": joins / sum(s.connect_seconds for s in samples),
+        # What one process could accept with a whole core: the connects' own CPU, without the client's limits.
+        "connects_per_cpu_s": joins / connect if connect > 0 else math.nan,
         "close_seconds": statistics.fmean(s.close_seconds for s in samples),
         "viewers_frames": sum(s.viewers_frames for s in samples),
         "viewers_frames_per_join": sum(s.viewers_frames for s in samples) / joins,
@@ -139,8 +176,14 @@ def figures(samples: list[Sample], interval_ms: int, anchors: int) -> dict[str, 
     }
 
 
+def counting_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """matchcast's guest rows, viewer counting off first: the comparison bench/joins.py was made for."""
+    return [r for r in rows if r["kind"] == "matchcast" and not r["logged_in"]]
+
+
 def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each counting-on row over the counting-off row."""
+    """Each counting-on row over the counting-off row (matchcast's guests)."""
+    rows = counting_rows(rows)
     off = next(r for r in rows if not r["counting"])
     return [
         {
@@ -159,17 +202,6 @@ def label(interval_ms: int) -> str:
     return "viewers off" if interval_ms == OFF else f"viewers {interval_ms} ms"
 
 
-def start_together(running: ExitStack, servers_: list[AbstractContextManager[Target]]) -> list[Target]:
-    """Enter every server's context at once (each start is seconds of `matchcast demo` and imports);
-    `running` stops those that started, even when another failed."""
-    with ThreadPoolExecutor(len(servers_)) as pool:
-        futures = [pool.submit(server.__enter__) for server in servers_]
-    for server, future in zip(servers_, futures, strict=True):
-        if future.exception() is None:
-            running.push(server)
-    return [future.result() for future in futures]  # the first failure, if any, raises here
-
-
 def run(
     load: LoadGenerator,
     stack: str,
@@ -184,14 +216,18 @@ def run(
     settle: float,
     window: float,
     gc_tuning: bool = True,
+    baselines: Sequence[Target] = (),
+    logged_in: bool = True,
 ) -> dict[str, Any]:
     """`intervals`: the MATCHCAST_VIEWERS_INTERVAL_MS values with counting on (0, off, is always
-    measured too); `concurrency`: connects in flight over all the load generator's processes."""
+    measured too); `concurrency`: connects in flight over all the load generator's processes;
+    `baselines`: running baselines (servers.baseline) sampled in the same rounds; `logged_in`: a row of
+    logged-in users joining the server of the first interval given (the default one in the plan)."""
     configs = [OFF, *(i for i in intervals if i != OFF)]
+    users_on = configs[1] if len(configs) > 1 else OFF
     per_process = max(1, concurrency // load.size)
-    samples: dict[int, list[Sample]] = {interval: [] for interval in configs}
     with ExitStack() as running:
-        started = start_together(
+        started = servers.start_together(
             running,
             [
                 servers.matchcast(
@@ -201,32 +237,31 @@ def run(
                     gc_tuning,
                     settings={"MATCHCAST_VIEWERS_INTERVAL_MS": str(interval)},
                     label=label(interval),
+                    # One account per socket: no join finds its user already loaded by another.
+                    users=joins if logged_in and interval == users_on else 0,
                 )
                 for interval in configs
             ],
         )
-        targets = dict(zip(configs, started, strict=True))
-        for target in targets.values():
+        rows = [Row(t.name, t, interval) for t, interval in zip(started, configs, strict=True)]
+        if logged_in:
+            users_target = started[configs.index(users_on)]
+            rows.append(Row(users_target.name + ", logged in", users_target, users_on, logged_in=True))
+        rows += [Row(t.name, t, None) for t in baselines]
+        for target in [*started, *baselines]:
             opened = load.spectators(target.name + " anchors", anchors, target.match_url, target.secret)
             if opened["open"] < anchors:
                 raise RuntimeError(f"{target.name}: only {opened['open']} of {anchors} anchors: {opened['errors']}")
         time.sleep(settle)
+        samples: dict[str, list[Sample]] = {row.label: [] for row in rows}
         for round_ in range(rounds):
-            for interval in configs if round_ % 2 == 0 else configs[::-1]:
-                target = targets[interval]
-                sample = measure(load, target, joins, per_process, settle, window)
-                samples[interval].append(sample)
-                print(
-                    f"  {target.name}: {joins} joins: "
-                    f"{1e6 * (sample.connect_cpu + sample.disconnect_cpu) / joins:.0f} us CPU per connect+disconnect "
-                    f"({1e6 * sample.connect_cpu / joins:.0f} + {1e6 * sample.disconnect_cpu / joins:.0f}), "
-                    f"{sample.viewers_frames:.0f} viewers frames, idle CPU {100 * sample.idle_open:.2f} % "
-                    f"with {joins + anchors} sockets, {100 * sample.idle_anchors:.2f} % with {anchors}",
-                    flush=True,
-                )
-        for target in targets.values():
+            for row in rows if round_ % 2 == 0 else rows[::-1]:
+                sample = measure(load, row, joins, per_process, settle, window)
+                samples[row.label].append(sample)
+                print(f"  {row.label}: {describe(sample, anchors)}", flush=True)
+        for target in [*started, *baselines]:
             load.close(target.name + " anchors")
-    rows = [figures(samples[interval], interval, anchors) for interval in configs]
+    figures_ = [figures(samples[row.label], row, anchors) for row in rows]
     return {
         "joins": joins,
         "anchors": anchors,
@@ -234,6 +269,21 @@ def run(
         "rounds": rounds,
         "settle_s": settle,
         "idle_window_s": window,
-        "rows": rows,
-        "ratio": ratios(rows),
+        "rows": figures_,
+        "ratio": ratios(figures_),
     }
+
+
+def describe(sample: Sample, anchors: int) -> str:
+    joins = sample.joins
+    text = (
+        f"{joins} joins at {joins / sample.connect_seconds:.0f}/s: "
+        f"{1e6 * (sample.connect_cpu + sample.disconnect_cpu) / joins:.0f} us CPU per connect+disconnect "
+        f"({1e6 * sample.connect_cpu / joins:.0f} + {1e6 * sample.disconnect_cpu / joins:.0f})"
+    )
+    if not math.isnan(sample.idle_open):
+        text += (
+            f", {sample.viewers_frames:.0f} viewers frames, idle CPU {100 * sample.idle_open:.2f} % "
+            f"with {joins + anchors} sockets, {100 * sample.idle_anchors:.2f} % with {anchors}"
+        )
+    return text

@@ -93,17 +93,18 @@ class Worker:
         url: str,
         secret: str | None,
         concurrency: int,
+        tokens: Sequence[str] = (),
     ) -> dict[str, Any]:
         gate = asyncio.Semaphore(concurrency)
         started = time.monotonic()
         self.connect_errors = {}
         spectators = self.groups.setdefault(group, [])
 
-        async def one() -> None:
+        async def one(n: int) -> None:
             async with gate:
-                await self._open(group, spectators, url, secret)
+                await self._open(group, spectators, url, secret, tokens[n % len(tokens)] if tokens else None)
 
-        await asyncio.gather(*(one() for _ in range(count)))
+        await asyncio.gather(*(one(n) for n in range(count)))
         gc.collect()
         gc.freeze()  # the sockets live until the end: keep collections in this process short
         return {
@@ -112,8 +113,10 @@ class Worker:
             "seconds": time.monotonic() - started,
         }
 
-    async def _open(self, group: str, spectators: list[Spectator], url: str, secret: str | None) -> None:
-        token = create_token(secret)
+    async def _open(
+        self, group: str, spectators: list[Spectator], url: str, secret: str | None, token: str | None = None
+    ) -> None:
+        token = token or create_token(secret)
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 ws = await connect(
@@ -333,17 +336,25 @@ class LoadGenerator:
         """Run command `name` on every spectator worker, `wait` seconds at most (plus slack)."""
         return self._call(self.workers, name, wait, [kwargs] * len(self.workers))
 
-    def spectators(self, group: str, total: int, url: str, secret: str | None, concurrency: int = 32) -> dict[str, Any]:
-        """Open spectator sockets in `group` until `total` are open; returns how long it took and what failed."""
+    def spectators(
+        self, group: str, total: int, url: str, secret: str | None, concurrency: int = 32, tokens: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """Open spectator sockets in `group` until `total` are open; returns how long it took and what failed.
+        `tokens`: the sockets' tokens (logged-in users), each used once while there are enough; else guest tokens."""
         want = max(0, total - self.open.get(group, 0))
         shares = [want // self.size + (1 if i < want % self.size else 0) for i in range(self.size)]
+        starts = [sum(shares[:i]) for i in range(self.size)]
         timeout = CONNECT_TIMEOUT * (1 + want / max(1, concurrency * self.size))
         started = time.monotonic()
         results = self._call(
             self.workers,
             "connect",
             timeout,
-            [{"group": group, "count": n, "url": url, "secret": secret, "concurrency": concurrency} for n in shares],
+            [
+                {"group": group, "count": n, "url": url, "secret": secret, "concurrency": concurrency}
+                | ({"tokens": [tokens[(start + k) % len(tokens)] for k in range(n)]} if tokens else {})
+                for n, start in zip(shares, starts, strict=True)
+            ],
         )
         self.open[group] = sum(r["open"] for r in results)
         errors: dict[str, int] = {}

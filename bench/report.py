@@ -1,6 +1,6 @@
-"""The results: targets checked, the table printed, the JSON written, the plot drawn.
+"""The results: the tables printed, the JSON written, the plot drawn (the targets: bench/targets.py).
 
-python -m bench.report [bench/results/latest.json]   # the table again, and the plot redrawn
+python -m bench.report [bench/results/latest.json]   # the tables again, and the plot redrawn
 """
 
 from __future__ import annotations
@@ -11,14 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# The targets of the benchmark issue; ratios are matchcast / baseline from the same run.
-CPU_RATIO_MAX = 1.5
-P99_AT_3K_MAX_MS = 100.0
-P99_RATIO_AT_5K_MAX = 1.3
-IDLE_KB_AT_10K_MAX = 40.0
-FLAT_COST_MAX = 1.25  # marginal CPU per frame, largest size over smallest, within 1/1.25 .. 1.25: "roughly flat"
-JOIN_RATIO_MAX = 1.10  # server CPU per connect + disconnect, viewer counting on (default interval) / off
-DEFAULT_VIEWERS_INTERVAL_MS = 2000
+from bench import targets as goals
+from bench.servers import BASELINES
 
 
 def ratios(matchcast: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -28,7 +22,8 @@ def ratios(matchcast: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> l
             {
                 "spectators": mine["spectators"],
                 **{
-                    key: mine[key] / base[key] if base[key] else float("nan")
+                    # Smoke sizes can measure no CPU at all (10 ms ticks; a difference of floats): no ratio then.
+                    key: mine[key] / base[key] if base[key] > 1e-9 else float("nan")
                     for key in ("p50_ms", "p95_ms", "p99_ms", "cpu_us_per_frame", "frames_per_s")
                 },
             }
@@ -37,89 +32,11 @@ def ratios(matchcast: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> l
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
+    return goals.evaluate(results)
 
-    def check(stack: str, name: str, value: float, limit: float, met: bool) -> None:
-        found.append({"stack": stack, "target": name, "value": value, "limit": limit, "met": bool(met)})
 
-    for stack, run in results["stacks"].items():
-        fan = run.get("fanout")
-        if fan:
-            by_size = {r["spectators"]: r for r in fan["ratio"]}
-            mine = {r["spectators"]: r for r in fan["matchcast"]}
-            small, large = min(mine), max(mine)
-            for size in sorted({small, large}):
-                check(
-                    stack,
-                    f"CPU per frame at {size}, x baseline",
-                    by_size[size]["cpu_us_per_frame"],
-                    CPU_RATIO_MAX,
-                    by_size[size]["cpu_us_per_frame"] <= CPU_RATIO_MAX,
-                )
-            check(
-                stack,
-                f"delivery at {large}",
-                mine[large]["delivery"],
-                1.0,
-                mine[large]["delivery"] >= 1.0 and mine[large]["closed_by_server"] == 0,
-            )
-            check(
-                stack,
-                f"sockets closed by the server at {large}",
-                mine[large]["closed_by_server"],
-                0,
-                mine[large]["closed_by_server"] == 0,
-            )
-            middle = 3000 if 3000 in mine else sorted(mine)[len(mine) // 2]
-            check(
-                stack,
-                f"p99 at {middle}, ms",
-                mine[middle]["p99_ms"],
-                P99_AT_3K_MAX_MS,
-                mine[middle]["p99_ms"] <= P99_AT_3K_MAX_MS,
-            )
-            check(
-                stack,
-                f"p99 at {large}, x baseline",
-                by_size[large]["p99_ms"],
-                P99_RATIO_AT_5K_MAX,
-                by_size[large]["p99_ms"] <= P99_RATIO_AT_5K_MAX,
-            )
-            key = "marginal_us_per_frame" if "marginal_us_per_frame" in mine[large] else "cpu_us_per_frame"
-            # Tiny smoke sizes can measure no CPU at all (/proc counts 10 ms ticks): then no ratio.
-            flat = mine[large][key] / mine[small][key] if mine[small][key] > 0 else math.nan
-            check(
-                stack,
-                f"marginal CPU per frame {large} / {small}",
-                flat,
-                FLAT_COST_MAX,
-                1 / FLAT_COST_MAX <= flat <= FLAT_COST_MAX,
-            )
-        idle = run.get("idle")
-        if idle:
-            last = idle[-1]
-            check(
-                stack,
-                f"KB per idle socket at {last['sockets']}",
-                last["kb_per_socket"],
-                IDLE_KB_AT_10K_MAX,
-                last["kb_per_socket"] <= IDLE_KB_AT_10K_MAX,
-            )
-        joins = run.get("joins")
-        if joins and joins["ratio"]:
-            # The first interval measured is the default one; the shorter ones show the trend.
-            first = joins["ratio"][0]
-            interval = first["interval_ms"]
-            suffix = "" if interval == DEFAULT_VIEWERS_INTERVAL_MS else f" ({interval} ms)"
-            # Tiny smoke sizes can measure no CPU with counting off (10 ms ticks): then no ratio (nan, not met).
-            check(
-                stack,
-                "CPU per join, counting on / off" + suffix,
-                first["us_per_join"],
-                JOIN_RATIO_MAX,
-                first["us_per_join"] <= JOIN_RATIO_MAX,
-            )
-    return found
+def server_name(key: str, stack: str) -> str:
+    return f"matchcast {stack}" if key == "matchcast" else BASELINES.get(key, key)
 
 
 def _f(value: Any, digits: int = 1) -> str:
@@ -139,40 +56,33 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def table(results: dict[str, Any]) -> str:
-    parts = []
-    idle_rows = []
-    for stack, run in results["stacks"].items():
-        for r in run.get("idle", []):
-            idle_rows.append(
-                [
-                    f"matchcast {stack}",
-                    r["sockets"],
-                    r["kb_per_socket"],
-                    r["rss_kb"] / 1024,
-                    r["idle_cpu_pct"],
-                    r["connect_per_s"],
-                ]
-            )
-    for r in results.get("baseline_idle", []):
-        idle_rows.append(
-            ["baseline", r["sockets"], r["kb_per_socket"], r["rss_kb"] / 1024, r["idle_cpu_pct"], r["connect_per_s"]]
-        )
-    if idle_rows:
-        parts.append(
-            "Idle sockets (one match)\n"
-            + _table(["server", "sockets", "KB/socket", "RSS MB", "idle CPU %", "connects/s"], idle_rows)
-        )
-    fan_rows = []
+def idle_table(results: dict[str, Any]) -> str | None:
+    runs = [(f"matchcast {stack}", run.get("idle", [])) for stack, run in results["stacks"].items()]
+    runs += [(BASELINES.get(key, key), rows) for key, rows in results.get("baselines_idle", {}).items()]
+    rows = [
+        [name, r["sockets"], r["kb_per_socket"], r["rss_kb"] / 1024, r["idle_cpu_pct"], r["connect_per_s"]]
+        for name, idle in runs
+        for r in idle
+    ]
+    if not rows:
+        return None
+    header = ["server", "sockets", "KB/socket", "RSS MB", "idle CPU %", "connects/s"]
+    return "Idle sockets (one match)\n" + _table(header, rows)
+
+
+def fanout_table(results: dict[str, Any]) -> str | None:
+    rows: list[list[Any]] = []
     for stack, run in results["stacks"].items():
         fan = run.get("fanout")
         if not fan:
             continue
-        for mine, base, ratio in zip(fan["matchcast"], fan["baseline"], fan["ratio"], strict=True):
-            for name, r in ((f"matchcast {stack}", mine), ("baseline", base)):
-                fan_rows.append(
+        keys = [key for key in fan if key != "ratio"]
+        for i, mine in enumerate(fan["matchcast"]):
+            for key in keys:
+                r = fan[key][i]
+                rows.append(
                     [
-                        name,
+                        server_name(key, stack),
                         r["spectators"],
                         r["p50_ms"],
                         r["p95_ms"],
@@ -185,46 +95,38 @@ def table(results: dict[str, Any]) -> str:
                         r["closed_by_server"],
                     ]
                 )
-            fan_rows.append(
-                [
-                    "  ratio",
-                    mine["spectators"],
-                    *(f"x{ratio[k]:.2f}" for k in ("p50_ms", "p95_ms", "p99_ms")),
-                    "",
-                    f"x{ratio['frames_per_s']:.2f}",
-                    f"x{ratio['cpu_us_per_frame']:.2f}",
-                    "",
-                    "",
-                    "",
-                ]
-            )
-    if fan_rows:
-        interval = results.get("meta", {}).get("plan", {}).get("interval", 0.3)
-        parts.append(
-            f"Fan-out (score updates {interval * 1000:g} ms apart; latency publish -> receive)\n"
-            + _table(
-                [
-                    "server",
-                    "spectators",
-                    "p50 ms",
-                    "p95 ms",
-                    "p99 ms",
-                    "max ms",
-                    "kframes/s",
-                    "CPU us/frame",
-                    "server CPU %",
-                    "delivery",
-                    "closed",
-                ],
-                fan_rows,
-            )
-        )
-    cost_rows = []
+            for key, ratio_rows in fan["ratio"].items():
+                ratio = ratio_rows[i]
+                rows.append(
+                    [
+                        f"  matchcast x {BASELINES.get(key, key)}",
+                        mine["spectators"],
+                        *(f"x{ratio[k]:.2f}" for k in ("p50_ms", "p95_ms", "p99_ms")),
+                        "",
+                        f"x{ratio['frames_per_s']:.2f}",
+                        f"x{ratio['cpu_us_per_frame']:.2f}",
+                        "",
+                        "",
+                        "",
+                    ]
+                )
+    if not rows:
+        return None
+    interval = results.get("meta", {}).get("plan", {}).get("interval", 0.3)
+    header = ["server", "spectators", "p50 ms", "p95 ms", "p99 ms", "max ms", "kframes/s", "CPU us/frame"]
+    header += ["server CPU %", "delivery", "closed"]
+    return f"Fan-out (score updates {interval * 1000:g} ms apart; latency publish -> receive)\n" + _table(header, rows)
+
+
+def cost_table(results: dict[str, Any]) -> str | None:
+    rows = []
+    sizes = ""
     for stack, run in results["stacks"].items():
         for key, cost in run.get("update_cost", {}).items():
-            name = f"matchcast {stack}" if key == "matchcast" else f"baseline ({stack} run)"
+            name = f"matchcast {stack}" if key == "matchcast" else f"{server_name(key, stack)} ({stack} run)"
             marginal = [r["marginal_us_per_frame"] for r in run["fanout"][key]]
-            cost_rows.append(
+            sizes = " / ".join(str(r["spectators"]) for r in run["fanout"][key])
+            rows.append(
                 [
                     name,
                     cost["ms_per_update"],
@@ -233,19 +135,20 @@ def table(results: dict[str, Any]) -> str:
                     " / ".join(f"{m:.1f}" for m in marginal),
                 ]
             )
-    if cost_rows:
-        sizes = " / ".join(str(r["spectators"]) for r in next(iter(results["stacks"].values()))["fanout"]["matchcast"])
-        parts.append(
-            "Cost of an update besides its fan-out (few spectators), and of each frame beyond it\n"
-            + _table(
-                ["server", "CPU ms/update", "latency p50 ms", "p99 ms", f"marginal CPU us/frame at {sizes}"], cost_rows
-            )
-        )
-    stream_rows = []
+    if not rows:
+        return None
+    header = ["server", "CPU ms/update", "latency p50 ms", "p99 ms", f"marginal CPU us/frame at {sizes}"]
+    return "Cost of an update besides its fan-out (few spectators), and of each frame beyond it\n" + _table(
+        header, rows
+    )
+
+
+def stream_table(results: dict[str, Any]) -> str | None:
+    rows = []
     for stack, run in results["stacks"].items():
         s = run.get("stream")
         if s:
-            stream_rows.append(
+            rows.append(
                 [
                     f"matchcast {stack}",
                     s["spectators"],
@@ -258,96 +161,102 @@ def table(results: dict[str, Any]) -> str:
                     s["closed_by_server"],
                 ]
             )
-    if stream_rows:
-        plan = results.get("meta", {}).get("plan", {})
-        title = (
-            f"Score stream ({plan.get('stream_rate', 50):g} updates/s for {plan.get('stream_seconds', 10):g} s, "
-            f"{plan.get('batch_window_ms', 100):g} ms window)"
-        )
-        parts.append(
-            title
-            + "\n"
-            + _table(
-                [
-                    "server",
-                    "spectators",
-                    "updates",
-                    "frames/window min",
-                    "median",
-                    "longest gap ms median",
-                    "worst",
-                    "last value intact",
-                    "closed",
-                ],
-                stream_rows,
-            )
-        )
-    join_rows = []
-    join_title = ""
-    for stack, run in results["stacks"].items():
+    if not rows:
+        return None
+    plan = results.get("meta", {}).get("plan", {})
+    title = (
+        f"Score stream ({plan.get('stream_rate', 50):g} updates/s for {plan.get('stream_seconds', 10):g} s, "
+        f"{plan.get('batch_window_ms', 100):g} ms window)"
+    )
+    header = ["server", "spectators", "updates", "frames/window min", "median", "longest gap ms median", "worst"]
+    header += ["last value intact", "closed"]
+    return title + "\n" + _table(header, rows)
+
+
+def joins_table(results: dict[str, Any]) -> str | None:
+    rows = []
+    title = ""
+    for run in results["stacks"].values():
         joins = run.get("joins")
         if not joins:
             continue
-        off = next(r for r in joins["rows"] if not r["counting"])
         ratio = {r["interval_ms"]: r for r in joins["ratio"]}
+        off = next((r for r in joins["rows"] if r["kind"] == "matchcast" and not r["counting"]), None)
         for r in joins["rows"]:
-            join_rows.append(
+            counted = r["kind"] == "matchcast"
+            x_off = ratio[r["interval_ms"]]["us_per_join"] if counted and r["counting"] and not r["logged_in"] else None
+            rows.append(
                 [
-                    f"matchcast {stack}",
-                    f"{r['interval_ms']} ms" if r["counting"] else "off",
+                    r["server"],
+                    "logged in" if r["logged_in"] else "guests",
                     r["joins"],
+                    r["connects_per_s"],
+                    r["connects_per_cpu_s"],
                     r["us_per_connect"],
                     r["us_per_disconnect"],
                     r["us_per_join"],
-                    f"x{ratio[r['interval_ms']]['us_per_join']:.2f}" if r["counting"] else "",
-                    r["viewers_frames_per_join"],
-                    r["connects_per_s"],
-                    f"{r['idle_cpu_pct_open']:.2f} / {r['idle_cpu_pct_anchors']:.2f}",
+                    f"x{x_off:.2f}" if x_off is not None else "",
+                    r["viewers_frames_per_join"] if counted else "",
+                    f"{r['idle_cpu_pct_open']:.2f} / {r['idle_cpu_pct_anchors']:.2f}"
+                    if not math.isnan(r["idle_cpu_pct_open"])
+                    else "",
                 ]
             )
-        join_title = (
-            f"Joins ({joins['joins']} guest spectators connect, {joins['concurrency']} in flight, "
-            f"then drop, per sample; {off['samples']} samples per server; CPU us per spectator; "
-            f"idle CPU with {off['idle_sockets']} / {off['anchors']} sockets open)"
-        )
-    if join_rows:
-        parts.append(
-            join_title
-            + "\n"
-            + _table(
-                [
-                    "server",
-                    "viewer counts",
-                    "joins",
-                    "connect us",
-                    "disconnect us",
-                    "us/join",
-                    "x off",
-                    "viewers frames/join",
-                    "connects/s",
-                    "idle CPU % open / anchors",
-                ],
-                join_rows,
+        if off is not None:
+            title = (
+                f"Joins ({joins['joins']} spectators connect, {joins['concurrency']} in flight, then drop, per "
+                f"sample; {off['samples']} samples per row; joins/s until the last connection_established, and "
+                f"per second of server CPU; CPU us per spectator; idle CPU with {off['idle_sockets']} / "
+                f"{off['anchors']} sockets open)"
             )
-        )
+    if not rows:
+        return None
+    header = ["server", "who", "joins", "joins/s", "joins/CPU s", "connect us", "disconnect us", "us/join", "x off"]
+    header += ["viewers frames/join", "idle CPU % open / anchors"]
+    return title + "\n" + _table(header, rows)
+
+
+def targets_table(checks: list[dict[str, Any]], issue: str, title: str) -> str | None:
+    rows = []
+    for t in checks:
+        if t["issue"] != issue:
+            continue
+        value = "not run" if t["value"] is None else f"{t['value']:.2f}"
+        met = "not run" if t["met"] is None else "yes" if t["met"] else "no"
+        rows.append([t["stack"], t["target"], value, f"{t['limit']:.2f}".rstrip("0").rstrip("."), met])
+    return title + "\n" + _table(["stack", "target", "value", "limit", "met"], rows) if rows else None
+
+
+def table(results: dict[str, Any]) -> str:
     checks = results.get("targets", [])
-    if checks:
-        parts.append(
-            "Targets\n"
-            + _table(
-                ["stack", "target", "value", "limit", "met"],
-                [
-                    [t["stack"], t["target"], f"{t['value']:.2f}", f"{t['limit']:g}", "yes" if t["met"] else "NO"]
-                    for t in checks
-                ],
-            )
-        )
-    return "\n\n".join(parts)
+    parts = [
+        idle_table(results),
+        fanout_table(results),
+        cost_table(results),
+        stream_table(results),
+        joins_table(results),
+        targets_table(checks, goals.BENCHMARKS, "Targets of the benchmarks issue (x the uvicorn + Starlette baseline)"),
+        targets_table(checks, goals.ISSUE_17, "Targets (issue 17: against the picows baseline of this run)"),
+    ]
+    return "\n\n".join(part for part in parts if part)
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+
+
+# matchcast in a colour per stack, solid; each baseline in its own colour, dashed in the memory-sqlite
+# run and dotted in the redis-postgres one (each stack's baselines are those measured beside it).
+COLORS = {"memory-sqlite": "tab:blue", "redis-postgres": "tab:orange"}
+BASELINE_COLORS = {"baseline": "black", "picows": "tab:green", "node": "tab:red"}
+STACK_STYLES = {"memory-sqlite": "--", "redis-postgres": ":"}
+
+
+def line_style(key: str, stack: str) -> tuple[str, str]:
+    if key == "matchcast":
+        return "-", COLORS.get(stack, "tab:purple")
+    return STACK_STYLES.get(stack, "-."), BASELINE_COLORS.get(key, "tab:grey")
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -356,50 +265,41 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ((lat, cpu), (mem, cdf)) = plt.subplots(2, 2, figsize=(12, 9))
-    colors = {"memory-sqlite": "tab:blue", "redis-postgres": "tab:orange"}
+    fig, ((lat, cpu), (mem, cdf)) = plt.subplots(2, 2, figsize=(13, 10))
     for stack, run in results["stacks"].items():
         fan = run.get("fanout")
         if not fan:
             continue
-        color = colors.get(stack, "tab:green")
-        # Each stack's baseline is the one measured in the same minutes: dashed, in the stack's colour.
-        for label, rows, style in (
-            (f"matchcast {stack}", fan["matchcast"], "-"),
-            (f"baseline ({stack} run)", fan["baseline"], "--"),
-        ):
+        for key in (k for k in fan if k != "ratio"):
+            rows = fan[key]
+            style, color = line_style(key, stack)
+            label = server_name(key, stack) if key == "matchcast" else f"{server_name(key, stack)} ({stack} run)"
             xs = [r["spectators"] for r in rows]
             lat.plot(xs, [r["p99_ms"] for r in rows], style, color=color, marker="o", label=f"{label} p99")
-            lat.plot(xs, [r["p50_ms"] for r in rows], style, color=color, marker="x", alpha=0.4, label=f"{label} p50")
             cpu.plot(xs, [r["cpu_us_per_frame"] for r in rows], style, color=color, marker="o", label=label)
             largest = rows[-1]
             cdf.plot(
                 largest["latency_cdf"], range(1, 101), style, color=color, label=f"{label} ({largest['spectators']})"
             )
-    lat.axhline(P99_AT_3K_MAX_MS, color="grey", linewidth=0.8, linestyle=":")
-    lat.set(title="Publish -> receive latency", xlabel="spectators", ylabel="ms")
+    lat.axhline(goals.P99_AT_3K_MAX_MS, color="grey", linewidth=0.8, linestyle=":")
+    lat.set(title="Publish -> receive latency, p99", xlabel="spectators", ylabel="ms")
     cpu.set(title="Server CPU per delivered frame", xlabel="spectators", ylabel="CPU us / frame", ylim=(0, None))
     cdf.set(title="Latency distribution at the largest size", xlabel="ms", ylabel="% of frames delivered")
-    for stack, run in results["stacks"].items():
-        idle = run.get("idle")
+    idle_runs = [("matchcast", stack, run.get("idle")) for stack, run in results["stacks"].items()]
+    idle_runs += [(key, "", rows) for key, rows in results.get("baselines_idle", {}).items()]
+    for key, stack, idle in idle_runs:
         if idle:
+            style, color = line_style(key, stack)
+            xs = [r["sockets"] for r in idle]
             mem.plot(
-                [r["sockets"] for r in idle],
-                [r["kb_per_socket"] for r in idle],
-                "-o",
-                color=colors.get(stack, "tab:green"),
-                label=f"matchcast {stack}",
+                xs, [r["kb_per_socket"] for r in idle], style, marker="o", color=color, label=server_name(key, stack)
             )
-    if results.get("baseline_idle"):
-        rows = results["baseline_idle"]
-        mem.plot(
-            [r["sockets"] for r in rows], [r["kb_per_socket"] for r in rows], "--o", color="black", label="baseline"
-        )
-    mem.axhline(IDLE_KB_AT_10K_MAX, color="grey", linewidth=0.8, linestyle=":")
+    mem.axhline(goals.IDLE_KB_MAX, color="grey", linewidth=0.8, linestyle=":")
     mem.set(title="Server memory per idle socket (RSS)", xlabel="sockets", ylabel="KB", ylim=(0, None))
     for ax in (lat, cpu, mem, cdf):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a scenario left out draws nothing
+            ax.legend(fontsize=6)
     fig.suptitle(f"matchcast benchmarks ({results['meta']['date']}, {results['meta']['machine']})", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""`make bench`: every scenario, on each stack, against the baseline from the same run.
+"""`make bench`: every scenario, on each stack, against the baselines from the same run.
 
     python -m bench.run                  # the full plan (about 12 minutes on this 2-core machine)
     python -m bench.run --stacks memory-sqlite --fanout 1000,3000
@@ -6,16 +6,19 @@
     python -m bench.run --smoke --out /tmp/bench   # tiny sizes: what tests/bench runs
 
 The server under test gets the first CPU, the load generator's processes share the others. For
-each stack: the baseline and `matchcast serve` start side by side; idle sockets are measured on
-each first (then dropped); then the fan-out grows size by size on both, and at each size the
-two are measured in turn, alternating which goes first, so that background load on a shared
-machine weighs on both alike; the score stream runs on matchcast at the first size. Then both
-stop, and the joins (bench/joins.py) run on fresh servers of the stack, viewer counting off and on.
+each stack: the three baselines (uvicorn + Starlette, picows, Node.js `ws`: servers.BASELINES) and
+`matchcast serve` start side by side; idle sockets are measured on each first (then dropped; the
+baselines' once per run); then the fan-out grows size by size on all four, and at each size they
+are measured in turn, the order reversed every round, so that background load on a shared
+machine weighs on all alike; the score stream runs on matchcast at the first size. Then matchcast
+stops, and the joins (bench/joins.py) run on fresh servers of the stack (viewer counting off and
+on, guests and logged-in users) and on the baselines, in the same rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
@@ -51,6 +55,7 @@ class Plan:
     stream_seconds: float = 10.0
     batch_window_ms: float = 100.0
     processes: int = 4
+    baselines: list[str] = field(default_factory=lambda: list(servers.BASELINES))  # keys of servers.BASELINES
     baseline_idle: bool = True
     profile: Path | None = None  # where py-spy's flame graphs of matchcast at the largest size go
     gc_tuning: bool = True  # False: both servers leave Python's collector as it is (the GC comparison)
@@ -62,6 +67,7 @@ class Plan:
     joins_concurrency: int = 32  # connects in flight, over all the load generator's processes
     joins_anchors: int = 10  # sockets that stay open on each joins server, so the room lives throughout
     joins_settle: float = 2.5  # after the connects and after the drop: longer than the default 2 s interval
+    joins_logged_in: bool = True  # a row of logged-in users (one account each) joining beside the guests
 
 
 SMOKE = Plan(
@@ -101,15 +107,16 @@ def gc_summary(log: Path | None) -> str | None:
 
 
 def measure_fanout(
-    load: LoadGenerator, plan: Plan, mine: servers.Target, base: servers.Target, stack_results: dict[str, Any]
+    load: LoadGenerator, plan: Plan, targets: dict[str, servers.Target], stack_results: dict[str, Any]
 ) -> None:
-    values = {mine.name: fanout.Values(), base.name: fanout.Values()}
-    rows: dict[str, list[dict[str, Any]]] = {"matchcast": [], "baseline": []}
+    """`targets`: matchcast and the baselines, by their key in the results."""
+    values = {key: fanout.Values() for key in targets}
+    rows: dict[str, list[dict[str, Any]]] = {key: [] for key in targets}
     costs = {}
-    for key, target in (("matchcast", mine), ("baseline", base)):
+    for key, target in targets.items():
         fanout.connect(load, target, plan.cost_spectators)
         time.sleep(plan.settle)
-        costs[key] = fanout.update_cost(load, target, values[target.name], plan.cost_updates, plan.cost_interval)
+        costs[key] = fanout.update_cost(load, target, values[key], plan.cost_updates, plan.cost_interval)
         print(
             f"  {target.name}: {costs[key]['ms_per_update']:.2f} ms CPU per update "
             f"(with {plan.cost_spectators} spectators)",
@@ -117,22 +124,20 @@ def measure_fanout(
         )
     stack_results["update_cost"] = costs
     for size in plan.fanout:
-        for target in (base, mine):
+        for target in targets.values():
             opened = fanout.connect(load, target, size)
             print(f"  {target.name}: {size} spectators open ({opened['seconds']:.1f} s)", flush=True)
         time.sleep(plan.settle)
-        samples: dict[str, list[fanout.Sample]] = {base.name: [], mine.name: []}
+        samples: dict[str, list[fanout.Sample]] = {key: [] for key in targets}
+        order = list(targets)
         for round_ in range(plan.rounds):
-            order = (base, mine) if round_ % 2 == 0 else (mine, base)
-            for target in order:
-                spy = profiler(plan, target, size, round_, stack_results)
-                samples[target.name].append(
-                    fanout.measure(load, target, values[target.name], plan.updates, plan.interval)
-                )
+            for key in order if round_ % 2 == 0 else order[::-1]:
+                spy = profiler(plan, targets[key], size, round_, stack_results)
+                samples[key].append(fanout.measure(load, targets[key], values[key], plan.updates, plan.interval))
                 if spy is not None:
                     spy.wait(plan.updates * plan.interval + 30)
-        for key, target in (("matchcast", mine), ("baseline", base)):
-            figures = fanout.figures(samples[target.name])
+        for key, target in targets.items():
+            figures = fanout.figures(samples[key])
             rows[key].append(figures)
             print(
                 f"  {target.name}: fan-out to {size}: p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms,"
@@ -141,28 +146,30 @@ def measure_fanout(
                 flush=True,
             )
         if size == plan.fanout[0] and plan.stream_seconds > 0:
+            mine = targets["matchcast"]
             stack_results["stream"] = stream.run(
-                load, mine, values[mine.name], plan.stream_rate, plan.stream_seconds, plan.batch_window_ms
+                load, mine, values["matchcast"], plan.stream_rate, plan.stream_seconds, plan.batch_window_ms
             )
     for key in rows:
         for row in rows[key]:
             # What each delivered frame costs once the update itself is paid for.
             fixed = costs[key]["ms_per_update"] / 1000
             row["marginal_us_per_frame"] = 1e6 * (row["server_cpu_s"] / row["updates"] - fixed) / row["spectators"]
-    stack_results["fanout"] = {**rows, "ratio": report.ratios(rows["matchcast"], rows["baseline"])}
+    ratio = {key: report.ratios(rows["matchcast"], rows[key]) for key in rows if key != "matchcast"}
+    stack_results["fanout"] = {**rows, "ratio": ratio}
 
 
 def profiler(
     plan: Plan, target: servers.Target, size: int, round_: int, stack_results: dict[str, Any]
 ) -> subprocess.Popen[bytes] | None:
     """py-spy recording `target` through one fan-out sample at the largest size, if asked."""
-    if plan.profile is None or size != plan.fanout[-1] or round_ != 0:
-        return None
+    if plan.profile is None or size != plan.fanout[-1] or round_ != 0 or target.kind == "node":
+        return None  # py-spy reads Python processes only
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None:
         raise SystemExit("--profile needs py-spy: pip install py-spy (it is in the dev extras)")
     plan.profile.mkdir(parents=True, exist_ok=True)
-    name = "baseline" if target.secret is None else target.name.replace(" ", "-")
+    name = target.name.replace(" ", "-")
     out = plan.profile / f"profile-{name}-{size}.svg"
     stack_results.setdefault("profiles", []).append(str(out))
     seconds = int(plan.updates * plan.interval + 3)
@@ -182,56 +189,79 @@ def profiler(
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def measure_against_baseline(
+def measure_against_baselines(
     stack: str,
     plan: Plan,
     load: LoadGenerator,
     workdir: Path,
     server_cpus: list[int] | None,
+    baselines: dict[str, servers.Target],
     results: dict[str, Any],
     stack_results: dict[str, Any],
 ) -> None:
-    """Idle sockets, then the fan-out, update cost and stream: matchcast and the baseline side by side."""
-    with (
-        servers.baseline(workdir, server_cpus, plan.gc_tuning) as base,
-        servers.matchcast(stack, workdir, server_cpus, plan.gc_tuning) as mine,
-    ):
-        load.participant(base.name, base.participant_url, role=None)
-        load.participant(mine.name, mine.participant_url)
+    """Idle sockets, then the fan-out, update cost and stream: matchcast beside the running baselines."""
+    with servers.matchcast(stack, workdir, server_cpus, plan.gc_tuning) as mine:
+        targets = {"matchcast": mine, **baselines}
+        for key, target in targets.items():
+            load.participant(target.name, target.participant_url, role="participant" if key == "matchcast" else None)
         if plan.idle:
             stack_results["idle"] = idle.run(load, mine, plan.idle, plan.idle_settle, plan.idle_window)
-            if plan.baseline_idle and "baseline_idle" not in results:
-                results["baseline_idle"] = idle.run(load, base, plan.idle, plan.idle_settle, plan.idle_window)
+            for key, target in baselines.items():
+                if plan.baseline_idle and key not in results["baselines_idle"]:
+                    results["baselines_idle"][key] = idle.run(
+                        load, target, plan.idle, plan.idle_settle, plan.idle_window
+                    )
         if plan.fanout:
-            measure_fanout(load, plan, mine, base, stack_results)
-        load.close(mine.name)
-        load.close(base.name)
-    stack_results["gc"] = gc_summary(mine.log)
-    stack_results["baseline_gc"] = gc_summary(base.log)
+            measure_fanout(load, plan, targets, stack_results)
+        for target in targets.values():
+            load.close(target.name)
+    stack_results["gc"] = {"matchcast": gc_summary(mine.log)}
+
+
+def storm_result(
+    stack: str, plan: Plan, load: LoadGenerator, workdir: Path, server_cpus: list[int] | None
+) -> dict[str, Any] | None:
+    """The reconnect storm's figures on `stack` (bench/storm.py: `resumed_seconds`, `clients`,
+    `complete`, `closed_1011`, `max_db_connections`), for its issue-17 target. The hook where the
+    storm is wired in; until then None, and report.targets() prints that target as not run."""
+    return None
 
 
 def run_stack(
     stack: str, plan: Plan, load: LoadGenerator, workdir: Path, server_cpus: list[int] | None, results: dict[str, Any]
 ) -> None:
+    """The stack's scenarios; the baselines start first and serve them all (they keep no state)."""
     print(f"== {stack}", flush=True)
     stack_results: dict[str, Any] = {}
-    if plan.idle or plan.fanout:
-        measure_against_baseline(stack, plan, load, workdir, server_cpus, results, stack_results)
-    if plan.joins > 0:
-        stack_results["joins"] = joins.run(
-            load,
-            stack,
-            workdir,
-            server_cpus,
-            joins=plan.joins,
-            intervals=plan.joins_intervals,
-            rounds=plan.rounds,
-            concurrency=plan.joins_concurrency,
-            anchors=plan.joins_anchors,
-            settle=plan.joins_settle,
-            window=plan.idle_window,
-            gc_tuning=plan.gc_tuning,
+    with ExitStack() as running:
+        started = servers.start_together(
+            running, [servers.baseline(workdir, server_cpus, plan.gc_tuning, key) for key in plan.baselines]
         )
+        baselines = dict(zip(plan.baselines, started, strict=True))
+        if plan.idle or plan.fanout:
+            measure_against_baselines(stack, plan, load, workdir, server_cpus, baselines, results, stack_results)
+        if plan.joins > 0:
+            stack_results["joins"] = joins.run(
+                load,
+                stack,
+                workdir,
+                server_cpus,
+                joins=plan.joins,
+                intervals=plan.joins_intervals,
+                rounds=plan.rounds,
+                concurrency=plan.joins_concurrency,
+                anchors=plan.joins_anchors,
+                settle=plan.joins_settle,
+                window=plan.idle_window,
+                gc_tuning=plan.gc_tuning,
+                baselines=started,
+                logged_in=plan.joins_logged_in,
+            )
+    # Each Python server logs its collector's summary as it stops.
+    stack_results.setdefault("gc", {}).update({key: gc_summary(target.log) for key, target in baselines.items()})
+    storm = storm_result(stack, plan, load, workdir, server_cpus)
+    if storm is not None:
+        stack_results["storm"] = storm
     results["stacks"][stack] = stack_results
 
 
@@ -241,17 +271,32 @@ def meta(plan: Plan, argv: list[str]) -> dict[str, Any]:
         "command": "python -m bench.run " + " ".join(argv),
         "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}",
         "load_average_at_start": os.getloadavg(),
-        "versions": {name: version(name) for name in ("uvicorn", "starlette", "wsproto", "websockets", "uvloop")},
+        "versions": {
+            **{name: version(name) for name in ("uvicorn", "starlette", "wsproto", "websockets", "uvloop", "picows")},
+            **node_versions(),
+        },
         "ws_implementation": WS_IMPLEMENTATION,
         "plan": asdict(plan),
     }
+
+
+def node_versions() -> dict[str, str]:
+    """Node.js and the `ws` that bench/node runs (what npm ci installed from the lock file)."""
+    found: dict[str, str] = {}
+    node = shutil.which("node")
+    if node is not None:
+        found["node"] = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    package = servers.NODE_DIR / "node_modules" / "ws" / "package.json"
+    if package.exists():
+        found["ws"] = json.loads(package.read_text())["version"]
+    return found
 
 
 def run(plan: Plan, out: Path, argv: list[str], draw: bool = True) -> dict[str, Any]:
     raise_open_files_limit()
     server_cpus, client_cpus = cpu_split()
     started = time.monotonic()
-    results: dict[str, Any] = {"meta": meta(plan, argv), "stacks": {}}
+    results: dict[str, Any] = {"meta": meta(plan, argv), "stacks": {}, "baselines_idle": {}}
     with (
         tempfile.TemporaryDirectory(prefix="matchcast-bench-") as tmp,
         LoadGenerator(plan.processes, client_cpus) as load,
@@ -279,6 +324,10 @@ def sizes(raw: str) -> list[int]:
     return [int(part) for part in raw.split(",") if part.strip()]
 
 
+def names(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
 def count(raw: str) -> int:
     """A number of sockets; empty: 0 (skip)."""
     return int(raw) if raw.strip() else 0
@@ -296,15 +345,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, help="samples per server and size")
     parser.add_argument(
+        "--baselines",
+        type=names,
+        help=f"comma-separated, of {', '.join(servers.BASELINES)} (all by default; empty: none)",
+    )
+    parser.add_argument(
         "--no-gc-tuning",
         action="store_true",
-        help="run both servers without the GC tuning (matchcast via bench/untuned.py)",
+        help="run the servers without the GC tuning (matchcast via bench/untuned.py)",
     )
     parser.add_argument(
         "--profile",
         type=Path,
         metavar="DIR",
-        help="record py-spy flame graphs of both servers during the largest fan-out into DIR",
+        help="record py-spy flame graphs of matchcast and the Python baselines during the largest fan-out into DIR",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and plot.png go")
     parser.add_argument("--no-plot", action="store_true")
@@ -315,7 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(plan.stacks) - set(servers.STACKS)
         if unknown:
             parser.error(f"unknown stack {', '.join(sorted(unknown))}; use {', '.join(servers.STACKS)}")
-    for name in ("idle", "fanout", "joins", "rounds"):
+    unknown = set(args.baselines or ()) - set(servers.BASELINES)
+    if unknown:
+        parser.error(f"unknown baseline {', '.join(sorted(unknown))}; use {', '.join(servers.BASELINES)}")
+    for name in ("idle", "fanout", "joins", "rounds", "baselines"):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))
     plan.gc_tuning = not args.no_gc_tuning

@@ -1,28 +1,37 @@
-"""The servers under test, as subprocesses on loopback: `matchcast serve` on a fresh stack, and the baseline.
+"""The servers under test, as subprocesses on loopback: `matchcast serve` on a fresh stack, and the baselines.
 
 A stack is a broadcast URL and a fresh database (a SQLite file, or a new PostgreSQL database
 dropped afterwards) holding `matchcast demo` data with one of its matches started, so its
-participant may send scores.
+participant may send scores. The baselines answer the same paths with frames of the same shape
+and nothing else: uvicorn + Starlette (bench/baseline.py), picows (bench/baseline_picows.py) and
+Node.js `ws` (bench/node/server.js, installed by `npm ci` from the Makefile).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from matchcast.db.database import connected
+from matchcast.security import create_user_token
+from matchcast.services import users as accounts
 
 ROOT = Path(__file__).resolve().parent.parent
 MATCHCAST = str(Path(sys.executable).with_name("matchcast"))
@@ -34,6 +43,10 @@ SERVER_PYTHONPATH = os.environ.get("MATCHCAST_BENCH_SERVER_PYTHONPATH", "")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 STACKS = ("memory-sqlite", "redis-postgres")
+# The baselines, by the key their figures have in the results, and the name they are printed with.
+BASELINES = {"baseline": "baseline uvicorn", "picows": "baseline picows", "node": "baseline node ws"}
+NODE_DIR = ROOT / "bench" / "node"
+USER_TOKEN_TTL = 3 * 3600  # seconds: longer than any run
 
 
 def free_port() -> int:
@@ -54,6 +67,8 @@ class Target:
     participant_token: str = "baseline"
     log: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    kind: str = "matchcast"  # or a key of BASELINES
+    user_tokens: list[str] = field(default_factory=list)  # one per logged-in user made for it (users=)
 
     @property
     def match_url(self) -> str:
@@ -75,8 +90,8 @@ def server_env(database_url: str, broadcast_url: str, secret: str) -> dict[str, 
             "MATCHCAST_JWT_SECRET": secret,
             # Its own channels on a shared Redis: never another server's (same match ids, other database).
             "MATCHCAST_CHANNEL_PREFIX": "bench" + secrets.token_hex(6),
-            # The participant sends up to 50 frames a second (the score stream): its socket's bucket
-            # and the one all of a user's sockets share (issue 16, 40/1s by default) must take them.
+            # The participant sends up to 50 frames a second (the score stream), in bursts when the
+            # load generator is late: past the per-user bucket (40/1s) it would be closed 4008.
             "MATCHCAST_RATE_LIMIT": "500/1s",
             "MATCHCAST_USER_RATE_LIMIT": "500/1s",
             # An hour: no heartbeat ping lands in a measured window, no idle spectator is timed out.
@@ -160,12 +175,14 @@ def matchcast(
     gc_tuning: bool = True,
     settings: dict[str, str] | None = None,
     label: str = "",
+    users: int = 0,
 ) -> Iterator[Target]:
     """`matchcast serve` on a fresh `stack`, with a live demo match; yields its Target.
 
     Without `gc_tuning`, bench/untuned.py serves instead: the same minus the GC tuning.
     `settings`: further MATCHCAST_* variables for the server (e.g. MATCHCAST_VIEWERS_INTERVAL_MS);
-    `label` goes into the Target's name, so two servers of one stack keep their sockets apart."""
+    `label` goes into the Target's name, so two servers of one stack keep their sockets apart;
+    `users`: that many accounts are created in its database, their tokens in `user_tokens`."""
     broadcast = "memory://" if stack.startswith("memory") else REDIS_URL
     secret = secrets.token_hex(32)
     with fresh_database(stack, workdir) as database_url:
@@ -178,6 +195,7 @@ def matchcast(
         )
         match = next(m for m in demo["matches"] if m["round"] == 1)
         player = next(p for p in demo["players"] if p["id"] == match["participant1_id"])
+        tokens = create_users(database_url, secret, users) if users else []
         port = free_port()
         log = workdir / f"matchcast-{stack}-{port}.log"
         with open(log, "wb") as out:
@@ -192,18 +210,41 @@ def matchcast(
             wait_until_up(process, port, log, health=True)
             post_json(f"http://127.0.0.1:{port}/api/matches/{match['id']}/start", demo["organizer"]["token"], {})
             name = f"matchcast {stack}" + (f" {label}" if label else "")
-            yield Target(name, process.pid, port, match["id"], secret, player["token"], log)
+            yield Target(name, process.pid, port, match["id"], secret, player["token"], log, user_tokens=tokens)
         finally:
             stop(process)
 
 
+def create_users(database_url: str, secret: str, count: int) -> list[str]:
+    """`count` accounts, through the service `matchcast user create` calls (one password hash for
+    all: argon2 is slow on purpose), and a token for each, as `matchcast token` mints it."""
+
+    async def create() -> list[int]:
+        password_hash = await accounts.new_password_hash("bench-viewer", secrets.token_urlsafe(12))
+        async with connected(database_url) as db, db.write():
+            return [await accounts.insert_user(db, f"bench-viewer-{n}", password_hash) for n in range(count)]
+
+    return [create_user_token(secret, user_id, USER_TOKEN_TTL) for user_id in asyncio.run(create())]
+
+
+def baseline_command(kind: str, port: int, gc_tuning: bool) -> list[str]:
+    if kind == "node":
+        if not (NODE_DIR / "node_modules" / "ws").is_dir():
+            raise RuntimeError("the Node.js baseline needs its packages: make bench (or: cd bench/node && npm ci)")
+        node = shutil.which("node")
+        if node is None:
+            raise RuntimeError("the Node.js baseline needs node on the PATH (scripts/node.sh installs it from Debian)")
+        return [node, str(NODE_DIR / "server.js"), "--port", str(port)]
+    module = {"baseline": "bench.baseline", "picows": "bench.baseline_picows"}[kind]
+    return [sys.executable, "-m", module, "--port", str(port), *([] if gc_tuning else ["--no-gc-tuning"])]
+
+
 @contextmanager
-def baseline(workdir: Path, cpus: list[int] | None, gc_tuning: bool = True) -> Iterator[Target]:
+def baseline(workdir: Path, cpus: list[int] | None, gc_tuning: bool = True, kind: str = "baseline") -> Iterator[Target]:
+    """One of the BASELINES (uvicorn + Starlette by default); the Node.js one has no GC tuning to leave out."""
     port = free_port()
-    log = workdir / f"baseline-{port}.log"
-    command = [sys.executable, "-m", "bench.baseline", "--port", str(port)]
-    if not gc_tuning:
-        command.append("--no-gc-tuning")
+    log = workdir / f"{kind}-{port}.log"
+    command = baseline_command(kind, port, gc_tuning)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -211,6 +252,17 @@ def baseline(workdir: Path, cpus: list[int] | None, gc_tuning: bool = True) -> I
         )
     try:
         wait_until_up(process, port, log, health=False)
-        yield Target("baseline", process.pid, port, 1, None, "baseline", log)
+        yield Target(BASELINES[kind], process.pid, port, 1, None, "baseline", log, kind=kind)
     finally:
         stop(process)
+
+
+def start_together(running: ExitStack, servers_: Sequence[AbstractContextManager[Target]]) -> list[Target]:
+    """Enter every server's context at once (each start is seconds of `matchcast demo` and imports);
+    `running` stops those that started, even when another failed."""
+    with ThreadPoolExecutor(len(servers_)) as pool:
+        futures = [pool.submit(server.__enter__) for server in servers_]
+    for server, future in zip(servers_, futures, strict=True):
+        if future.exception() is None:
+            running.push(server)
+    return [future.result() for future in futures]  # the first failure, if any, raises here
