@@ -59,7 +59,7 @@ class Plan:
     rounds: int = 2
     joins: int = 1000  # per kind of join (guest, logged-in)
     joins_concurrency: int = 32
-    rates: list[int] = field(default_factory=lambda: [50, 100, 200, 300, 400, 500])  # events/s offered to A
+    rates: list[int] = field(default_factory=lambda: [25, 50, 75, 100, 150, 200, 300, 400])  # events/s offered to A
     step_seconds: float = 8.0
     demos: int = 2  # round-robin tournaments of 8 players: 28 live matches each
     processes: int = 4

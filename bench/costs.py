@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from bench import drivers, fanout, servers
 from bench.cluster import Stack
 from bench.loadgen import LoadGenerator
-from bench.meter import Meter, charged, nonzero, per_unit
+from bench.meter import Meter, charged, nonzero, per_unit, prompt
 from matchcast.security import create_guest_token
 from matchcast.settings import Settings
 
@@ -97,7 +97,7 @@ def fanout_cost(
     figures["marginal_us_per_frame"] = (
         1e6 * (figures["server_cpu_s"] / figures["updates"] - fixed_ms / 1000) / figures["spectators"]
     )
-    figures["per_event"] = {k: v for k, v in per_unit(change, events).items() if not k.startswith("cpu.")}
+    figures["per_event"] = {k: v for k, v in per_unit(prompt(change), events).items() if not k.startswith("cpu.")}
     return figures
 
 

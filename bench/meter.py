@@ -48,10 +48,19 @@ def periodic(key: str) -> bool:
     return key.startswith(("redis.", "cpu."))
 
 
+def late(key: str) -> bool:
+    """pg_stat_database's counts, which arrive seconds late: only charged() waits for them."""
+    return key.startswith("pg.") and key[3:] in backing.DATABASE_STATS
+
+
+def prompt(change: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in change.items() if not late(k)}
+
+
 def settled(meter: Meter, seconds: float) -> dict[str, float]:
-    """A read after `seconds` of quiet for pg_stat_database (whose counts arrive late) and nothing else."""
+    """A read of the late counts after `seconds` of quiet."""
     time.sleep(seconds)
-    return {k: v for k, v in meter.read().items() if k.startswith("pg.") and k[3:] in backing.DATABASE_STATS}
+    return {k: v for k, v in meter.read().items() if late(k)}
 
 
 def charged(meter: Meter, pg_settle: float, work: Callable[[], T]) -> tuple[T, dict[str, float]]:

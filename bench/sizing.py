@@ -95,6 +95,7 @@ def size(
     if not instances:
         instances = {"nothing measured": 1}
     count = max(instances.values())
+    steady = max([n for why, n in instances.items() if why != "storm"] or [count])
     event, joins = model["per_event"], model["per_join"]
     publishes = event.get("redis.publish", math.nan)
     storm_joins = spectators / max(storm, spectators / count * join)  # joins/s the instances can take
@@ -108,6 +109,8 @@ def size(
         "per_instance": spectators / count,
         "memory_gb_per_instance": spectators / count * KB_PER_SOCKET / 1e6,
         "storm_seconds": spectators / count * join,
+        "instances_steady": steady,  # enough for the events, not for the storm
+        "storm_seconds_steady": spectators / steady * join,
         "redis": {
             "publish_per_s": rate * publishes,
             "messages_out_per_s": rate * publishes * count,  # every instance subscribes the final's rooms
@@ -148,14 +151,14 @@ def _redis_commands(per: dict[str, float]) -> str:
 
 def _backing(per: dict[str, float]) -> list[str]:
     return [
-        f"    Redis: {_redis_commands(per)}; {_n(per.get('redis.bytes_in', 0.0), 0)} bytes in, "
-        f"{_n(per.get('redis.bytes_out', 0.0), 0)} out; {_n(per.get('redis.cpu_us', 0.0))} us CPU",
-        f"    PostgreSQL: {_n(per.get('pg.statements', 0.0), 2)} statements "
-        f"({_n(per.get('pg.reset_statements', 0.0), 2)} of them pool resets), "
-        f"{_n(per.get('pg.xact_commit', 0.0), 2)} transactions, "
-        f"{_n(per.get('pg.tup_inserted', 0.0), 2)} rows inserted, "
-        f"{_n(per.get('pg.tup_updated', 0.0), 2)} updated, {_n(per.get('pg.tup_fetched', 0.0), 2)} fetched, "
-        f"{_n(per.get('pg.wal_bytes', 0.0), 0)} WAL bytes; {_n(per.get('pg.cpu_us', 0.0))} us CPU",
+        f"    Redis: {_redis_commands(per)}; {_n(per.get('redis.bytes_in', math.nan), 0)} bytes in, "
+        f"{_n(per.get('redis.bytes_out', math.nan), 0)} out; {_n(per.get('redis.cpu_us', math.nan))} us CPU",
+        f"    PostgreSQL: {_n(per.get('pg.statements', math.nan), 2)} statements "
+        f"({_n(per.get('pg.reset_statements', math.nan), 2)} of them pool resets), "
+        f"{_n(per.get('pg.xact_commit', math.nan), 2)} transactions, "
+        f"{_n(per.get('pg.tup_inserted', math.nan), 2)} rows inserted, "
+        f"{_n(per.get('pg.tup_updated', math.nan), 2)} updated, {_n(per.get('pg.tup_fetched', math.nan), 2)} fetched, "
+        f"{_n(per.get('pg.wal_bytes', math.nan), 0)} WAL bytes; {_n(per.get('pg.cpu_us', math.nan))} us CPU",
     ]
 
 
@@ -232,7 +235,13 @@ def _two(results: dict[str, Any]) -> list[str]:
             f"  {c['predicted_us_per_frame']:9.1f}  {c['measured_over_predicted']:18.2f}"
         )
     one = results["fanout"]["per_event"]
-    lines += ["    per event, one instance then two:", *_backing(one), *_backing(two["per_event"])]
+    opened = ", ".join(f"{k} {v:g}" for k, v in two["redis_commands_as_b_opened_the_final"].items())
+    lines += [
+        f"    Redis commands as B's first spectators joined the final: {opened}",
+        "    per event, one instance then two:",
+        *_backing(one),
+        *_backing(two["per_event"]),
+    ]
     return lines
 
 
@@ -255,7 +264,8 @@ def _sizing(results: dict[str, Any]) -> list[str]:
             f"back within {STORM_SECONDS:.0f} s: {s['instances_for'].get('storm', '-')})",
             f"    spectators per core: {_n(per_core['cpu'], 0)} (CPU), {_n(per_core['latency'], 0)} (latency), "
             f"{_n(per_core['storm'], 0)} (storm); {_n(s['per_instance'], 0)} per instance, "
-            f"{_n(s['memory_gb_per_instance'], 2)} GB; a storm takes {_n(s['storm_seconds'])} s",
+            f"{_n(s['memory_gb_per_instance'], 2)} GB; a storm takes {_n(s['storm_seconds'])} s "
+            f"({_n(s['storm_seconds_steady'])} s on the {s['instances_steady']} instances the events alone need)",
             f"    Redis: {_n(redis_['publish_per_s'], 0)} PUBLISH/s, "
             f"{_n(redis_['messages_out_per_s'], 0)} messages/s out ({_n(redis_['bytes_out_per_s'] / 1000)} KB/s); "
             f"viewer counts {_n(redis_['viewer_reports_in_per_s'], 0)} in, "

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from bench import fanout, servers
 from bench.cluster import Stack, instance
 from bench.loadgen import LoadGenerator
-from bench.meter import Meter, per_unit
+from bench.meter import Meter, per_unit, prompt
 from bench.procstat import cpu_seconds
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def receive_cost(
         "events": events,
         "missing_at_end": missing,
         "participant_errors": driven["errors"][:5],
-        "per_event": per_unit(change, events),
+        "per_event": per_unit(prompt(change), events),
     }
 
 
@@ -81,6 +81,11 @@ def split_sample(
     return sample
 
 
+def redis_commands(change: dict[str, float]) -> dict[str, float]:
+    counts = {k[6:]: v for k, v in change.items() if k.startswith("redis.") and k != "redis.info"}
+    return {k: v for k, v in counts.items() if v and k not in ("cpu_s", "bytes_in", "bytes_out")}
+
+
 def two_instances(
     load: LoadGenerator, plan: Plan, stack_: Stack, a: servers.Target, values: fanout.Values
 ) -> dict[str, Any]:
@@ -88,8 +93,10 @@ def two_instances(
     channel = stack_.env["MATCHCAST_CHANNEL_PREFIX"] + f"match_{a.match_id}"
     with instance(stack_, "B") as b:
         meter = Meter(stack_.counters, [a, b])
+        before = meter.read()
         fanout.connect(load, b, plan.few)
         time.sleep(plan.settle)
+        opened = redis_commands(meter.delta(before, meter.read()))
         meter.quiet(plan.quiet)
         received = receive_cost(load, plan, meter, a, b, values)
         load.close(a.name)  # N on A become N/2 on A and N/2 on B
@@ -119,6 +126,7 @@ def two_instances(
         }
     return {
         "final_channel_subscribers": subscribers,
+        "redis_commands_as_b_opened_the_final": opened,
         "receive": received,
         "events": plan.rounds * plan.updates,
         "instances": per_instance,
@@ -126,7 +134,7 @@ def two_instances(
         "participant_errors": [e for s in samples for e in s["participant_errors"]][:5],
         "per_event": {
             k: v
-            for k, v in per_unit(change, plan.rounds * (plan.updates + WARMUP_UPDATES)).items()
+            for k, v in per_unit(prompt(change), plan.rounds * (plan.updates + WARMUP_UPDATES)).items()
             if not k.startswith("cpu.")
         },
     }
