@@ -2,7 +2,7 @@
 many events a second one instance carries; and two instances on one Redis and one database,
 checked against what the one-instance figures predict.
 
-    python -m bench.capacity                              # about 6 minutes on this 2-core machine
+    python -m bench.capacity                              # about 5 minutes on this 2-core machine
     python -m bench.capacity --spectators 3000 --joins 2000 --rounds 3
     python -m bench.capacity --smoke --out /tmp/capacity   # tiny sizes: what tests/bench runs
 
@@ -22,8 +22,11 @@ first CPU; the load generator, Redis and PostgreSQL the others. In order, on A:
    costs B, which only receives it; then the N spectators split between A and B, scores sent
    on A: CPU, delivery and latency on each, beside the model's prediction.
 
-Then bench/sizing.py turns the constants into instances, Redis and PostgreSQL for a final of 100k
-and 1M spectators. The JSON goes to bench/results/capacity.json.
+Phases 1-4 are in bench/costs.py, 5 in bench/twoinstances.py; bench/meter.py charges each phase
+its counters, bench/cluster.py starts the instances, bench/drivers.py holds the clients the load
+generator lacks. Then bench/sizing.py turns the constants into instances, Redis and PostgreSQL
+for a final of 100k and 1M spectators (docs/capacity.md). The JSON goes to
+bench/results/capacity.json.
 """
 
 from __future__ import annotations
