@@ -118,6 +118,15 @@ def _reusable(connection: aiosqlite.Connection) -> bool:
         return False
 
 
+async def keep_session(connection: Any) -> None:
+    """asyncpg's pool, by default, sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL;` each time a connection goes back: four of every five statements of a guest's join
+    and more than half of an event's (docs/performance.md). Nothing of ours leaves session state
+    behind (no session SET, advisory lock, cursor or LISTEN on a pool connection: the Postgres broker
+    listens on connections of its own), so nothing needs undoing. asyncpg still rolls back a
+    transaction left open before it calls this."""
+
+
 class Database(databases.Database):
     """`databases.Database` plus `write()`, the one way services open a write transaction, and
     compiled SQL reused across executions (db/compiled.py)."""
@@ -126,7 +135,10 @@ class Database(databases.Database):
         self.is_sqlite = url.startswith("sqlite")
         # A generous busy timeout lets writers of other processes (the command line) wait
         # instead of failing. asyncpg's pool, like ours, makes acquires past max_size wait.
-        super().__init__(url, **({"timeout": 30} if self.is_sqlite else {"min_size": 1, "max_size": pool_size}))
+        options: dict[str, Any] = (
+            {"timeout": 30} if self.is_sqlite else {"min_size": 1, "max_size": pool_size, "reset": keep_session}
+        )
+        super().__init__(url, **options)
         self._write_lock = asyncio.Lock()  # this process's writers queue here (SQLite)
         self.compiled = CompiledCache()
         self._sqlite_pool: ReusingSQLitePool | None = None
