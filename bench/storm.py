@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -142,9 +143,19 @@ class RestartingServer:
         raise RuntimeError(f"the restarted server did not answer within {servers.START_TIMEOUT:.0f}s; see {self.log}")
 
 
-def keep_log(log: Path, logs: Path) -> None:
-    if log.exists():
-        shutil.copy(log, logs / log.name)
+def listen_queue_drops() -> dict[str, int]:
+    """This machine's TCP counters of connections the listen queues could not take (every socket's)."""
+    lines = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines() if line.startswith("TcpExt:")]
+    counters = dict(zip(lines[0][1:], map(int, lines[1][1:]), strict=True))
+    return {name: counters.get(name, 0) for name in ("ListenOverflows", "ListenDrops")}
+
+
+def per_second(seconds: list[float]) -> list[int]:
+    """How many of `seconds` fall in each whole second from 0."""
+    counts = [0] * (int(max(seconds, default=0)) + 1)
+    for value in seconds:
+        counts[max(0, int(value))] += 1
+    return counts
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -168,17 +179,27 @@ def measure(plan: Plan, cpus: tuple[list[int] | None, list[int] | None] = (None,
     """One storm on `plan.stack`; the figures and the verdicts (see the module's docstring)."""
     raise_open_files_limit()
     server_cpus, client_cpus = cpus
+    result: dict[str, Any] = {}
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="matchcast-storm-")))
         server = RestartingServer(plan.stack, workdir, server_cpus)
-        if plan.logs is not None:  # copied once the server has stopped, before the directory goes
-            plan.logs.mkdir(parents=True, exist_ok=True)
-            stack.callback(keep_log, server.log, plan.logs)
+        # Once the server has stopped (its last log line is its GC summary), before the directory goes:
+        stack.callback(read_log, server.log, result, plan.logs)
         stack.enter_context(server)
         load = stack.enter_context(LoadGenerator(plan.processes, client_cpus))
         sampler = stack.enter_context(ConnectionSampler(server.database_url, lambda: server.pid))
-        return storm(plan, server, load, sampler)
-    raise AssertionError("unreachable")  # mypy: ExitStack may swallow exceptions
+        result.update(storm(plan, server, load, sampler))
+    return result
+
+
+def read_log(log: Path, result: dict[str, Any], keep: Path | None) -> None:
+    """The GC summary of each run of the server (the stopped one, then the restarted one); a copy in `keep`."""
+    if not log.exists():
+        return
+    result["gc"] = re.findall(r"gc: \d+ full collections.*", log.read_text(errors="replace"))
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, keep / log.name)
 
 
 def storm(plan: Plan, server: RestartingServer, load: LoadGenerator, sampler: ConnectionSampler) -> dict[str, Any]:
@@ -206,6 +227,7 @@ def storm(plan: Plan, server: RestartingServer, load: LoadGenerator, sampler: Co
         raise RuntimeError("not every spectator received the first scores before the restart")
     client_cpu = load.cpu()
 
+    drops = listen_queue_drops()
     times = server.restart()
     answer_ns = times["answer_ns"]
     cpu_answer = cpu_seconds(server.pid)
@@ -217,6 +239,7 @@ def storm(plan: Plan, server: RestartingServer, load: LoadGenerator, sampler: Co
     resumed = wait_resumed(load, times["exit_ns"], connected, plan.timeout)
     all_resumed_ns = time.monotonic_ns()
     cpu_resumed = cpu_seconds(server.pid)
+    drops = {name: n - drops[name] for name, n in listen_queue_drops().items()}
     client_cpu = load.cpu() - client_cpu
     if profiler is not None:
         spy.finish(profiler)
@@ -248,6 +271,7 @@ def storm(plan: Plan, server: RestartingServer, load: LoadGenerator, sampler: Co
             "server_cpu_seconds": cpu_resumed - cpu_answer,
             "server_cpu_share": (cpu_resumed - cpu_answer) / max(1e-9, (all_resumed_ns - answer_ns) / 1e9),
             "client_cpu_seconds": client_cpu,
+            "listen_queue_drops": drops,  # machine-wide, SIGTERM -> every spectator resumed
             "first_score_after_restart_seconds": (stored_after_ns - answer_ns) / 1e9 if stored_after_ns else None,
             "scorer": scorer,
             "db_connections": db_connections(sampler, times["sigterm_ns"], time.monotonic_ns()),
@@ -278,6 +302,10 @@ def figures(clients: list[dict[str, Any]], times: dict[str, int]) -> dict[str, A
         "resume_p50_seconds": percentile(resumes, 50),
         "resume_p99_seconds": percentile(resumes, 99),
         "connected_seconds": max(connects, default=None),
+        "connect_p50_seconds": percentile(connects, 50),
+        # Handshakes completed in each second after answering: waves 1, 3, 7, 15 s... are SYNs retried
+        # by the clients' kernels after the listen queue overflowed.
+        "connects_per_second": per_second(connects),
         "closed_1011": sum(1 for c in clients if 1011 in c["closes"]),
         "close_at_sigterm": dict(Counter(c["closes"][0] if c["closes"] else None for c in clients)),
         "closes": dict(closes),
@@ -304,14 +332,26 @@ def db_connections(sampler: ConnectionSampler, storm_ns: int, end_ns: int) -> di
     }
 
 
+def shown(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else "-" if value is None else str(value)
+
+
 def table(result: dict[str, Any]) -> str:
     """The figures that answer the target, one a line."""
     db = result["db_connections"]
     rows = [
         ("clients connected / complete ordered logs", f"{result['connected']} / {result['complete']}"),
         ("resumed, seconds after answering (all)", result["resumed_seconds"]),
-        ("  per client p50 / p99", f"{result['resume_p50_seconds']} / {result['resume_p99_seconds']}"),
-        ("  last connection_established", result["connected_seconds"]),
+        ("  per client p50 / p99", f"{shown(result['resume_p50_seconds'])} / {shown(result['resume_p99_seconds'])}"),
+        (
+            "  connection_established p50 / last",
+            f"{shown(result['connect_p50_seconds'])} / {shown(result['connected_seconds'])}",
+        ),
+        ("  handshakes completed per second", result["connects_per_second"]),
+        (
+            "listen queue overflows / drops (machine)",
+            "{ListenOverflows} / {ListenDrops}".format(**result["listen_queue_drops"]),
+        ),
         ("closed 1011", result["closed_1011"]),
         ("close codes at the SIGTERM", result["close_at_sigterm"]),
         ("every close seen / failed attempts", f"{result['closes']} / {result['failures']}"),
@@ -338,8 +378,9 @@ def table(result: dict[str, Any]) -> str:
     width = max(len(name) for name, _ in rows)
     lines = [f"reconnect storm, {result['stack']}, {result['clients']} spectators ({db['what']})"]
     for name, value in rows:
-        shown = f"{value:.2f}" if isinstance(value, float) else str(value)
-        lines.append(f"  {name:<{width}}  {shown}")
+        lines.append(f"  {name:<{width}}  {shown(value)}")
+    for summary in result.get("gc", []):
+        lines.append(f"  server {summary}")
     if result["profile"]:
         lines.append(f"  py-spy, {result['profile']['samples']} samples, self %: {result['profile']['self_pct'][:8]}")
     return "\n".join(lines)
