@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import servers, spy
+from bench import servers, spy, stuck
 from bench.dbconns import ConnectionSampler
 from bench.loadgen import CONNECT_TIMEOUT, LoadGenerator, raise_open_files_limit
 from bench.procstat import cpu_seconds
@@ -92,6 +92,7 @@ class RestartingServer:
         servers.wait_until_up(process, self.port, self.log, health=True)
         url = f"http://127.0.0.1:{self.port}/api/matches/{match['id']}/start"
         servers.post_json(url, demo["organizer"]["token"], {})
+        self.match_id = int(match["id"])
         self.match_url = f"ws://127.0.0.1:{self.port}/ws/match/{match['id']}/"
         self.participant_url = f"{self.match_url}?token={player['token']}"
         return self
@@ -249,7 +250,11 @@ def storm(plan: Plan, server: RestartingServer, load: LoadGenerator, sampler: Co
     tail_from = load.on_driver("score_last_id")
     tail_wait = plan.tail_events * plan.interval + 30
     load.on_driver("score_after", tail_wait, event_id=tail_from + plan.tail_events - 1, seconds=tail_wait)
-    scorer = load.on_driver("score_finish", 90, seconds=60)
+    try:
+        scorer = load.on_driver("score_finish", 90, seconds=60)
+    except RuntimeError as exc:  # the server stopped publishing: say what it was doing
+        found = stuck.diagnose(server.database_url, server.match_id, server.port, server.pid)
+        raise RuntimeError(f"{exc}\nthe server meanwhile: {json.dumps(found, indent=1, default=str)}") from exc
     final_id = scorer["final_id"]
     unfinished = sum(load.broadcast("crowd_wait", 60, event_id=final_id, seconds=60))
     clients = [
