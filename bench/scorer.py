@@ -104,7 +104,10 @@ class Scorer:
         return 0
 
     async def finish(self, seconds: float) -> dict[str, Any]:
-        """Stop the ticks, send one last score, and name the event that carried it: the room's last."""
+        """Stop the ticks, send one last score, and name the event that carried it: the room's last.
+
+        `final_id` is None when that score did not come back in `seconds` (the server stopped
+        publishing)."""
         self.scoring = False
         await asyncio.gather(self.tasks[1], return_exceptions=True)
         end = time.monotonic() + seconds
@@ -115,19 +118,18 @@ class Scorer:
             await asyncio.sleep(PROBE_PERIOD)
         while not self.seen or self.seen[-1][1] < final:
             if time.monotonic() > end:
-                raise TimeoutError(
-                    f"the last score ({final}) did not come back in {seconds:.0f}s; last seen {self.seen[-3:]},"
-                    f" connects {self.connects}, closes {self.closes}, errors {self.errors[-3:]}"
-                )
+                return {**self.stats(), "final_value": final, "final_id": None}
             await asyncio.sleep(0.01)
+        return {**self.stats(), "final_value": final, "final_id": self.seen[-1][0]}
+
+    def stats(self) -> dict[str, Any]:
         return {
-            "final_value": final,
-            "final_id": self.seen[-1][0],
             "sent": self.sent,
             "failed": self.failed,
             "connects": self.connects,
             "closes": self.closes,
             "errors": self.errors[:10],
+            "last_seen": self.seen[-3:],  # (event id, score, monotonic ns)
         }
 
     async def close(self) -> None:

@@ -250,12 +250,14 @@ def storm(plan: Plan, server: RestartingServer, load: LoadGenerator, sampler: Co
     tail_from = load.on_driver("score_last_id")
     tail_wait = plan.tail_events * plan.interval + 30
     load.on_driver("score_after", tail_wait, event_id=tail_from + plan.tail_events - 1, seconds=tail_wait)
-    try:
-        scorer = load.on_driver("score_finish", 90, seconds=60)
-    except RuntimeError as exc:  # the server stopped publishing: say what it was doing
-        found = stuck.diagnose(server.database_url, server.match_id, server.port, server.pid)
-        raise RuntimeError(f"{exc}\nthe server meanwhile: {json.dumps(found, indent=1, default=str)}") from exc
+    scorer = load.on_driver("score_finish", 90, seconds=60)
+    stalled = None
     final_id = scorer["final_id"]
+    if final_id is None:  # the server stopped publishing: what it was doing; the logs checked up to what it stored
+        stalled = stuck.diagnose(server.database_url, server.match_id, server.port, server.pid)
+        if not isinstance(stalled["stored"], dict):
+            raise RuntimeError(f"the last score did not come back: {json.dumps(stalled, default=str)}")
+        final_id = stalled["stored"]["last_event"]
     unfinished = sum(load.broadcast("crowd_wait", 60, event_id=final_id, seconds=60))
     clients = [
         c for chunk in load.broadcast("crowd_report", 60, final_id=final_id, since_ns=times["exit_ns"]) for c in chunk
@@ -279,6 +281,7 @@ def storm(plan: Plan, server: RestartingServer, load: LoadGenerator, sampler: Co
             "listen_queue_drops": drops,  # machine-wide, SIGTERM -> every spectator resumed
             "first_score_after_restart_seconds": (stored_after_ns - answer_ns) / 1e9 if stored_after_ns else None,
             "scorer": scorer,
+            "stalled": stalled,  # None, or what the server was doing when the last score did not come back
             "db_connections": db_connections(sampler, times["sigterm_ns"], time.monotonic_ns()),
             "profile": spy.summary(plan.profile / f"storm-{plan.stack}.txt") if plan.profile else None,
             "plan": {**asdict(plan), "profile": str(plan.profile) if plan.profile else None},
@@ -384,6 +387,8 @@ def table(result: dict[str, Any]) -> str:
     lines = [f"reconnect storm, {result['stack']}, {result['clients']} spectators ({db['what']})"]
     for name, value in rows:
         lines.append(f"  {name:<{width}}  {shown(value)}")
+    if result["stalled"]:
+        lines.append(f"  STALLED: the last score did not come back; the server: {json.dumps(result['stalled'])}")
     for summary in result.get("gc", []):
         lines.append(f"  server {summary}")
     if result["profile"]:

@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,15 @@ def metrics(port: int) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("matchcast_")]
 
 
+def health(port: int) -> str:
+    """/healthz reads the database through the pool: does it answer within 5 s?"""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+            return f"{reply.status} {reply.read().decode()[:200]}"
+    except (TimeoutError, urllib.error.URLError) as exc:
+        return f"no answer in 5 s: {exc}"
+
+
 def threads(pid: int) -> str:
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None:
@@ -70,6 +80,7 @@ def diagnose(database_url: str, match_id: int, port: int, pid: int) -> dict[str,
     probes: dict[str, Callable[[], Any]] = {
         "stored": lambda: stored(database_url, match_id),
         "activity": lambda: activity(database_url),
+        "healthz": lambda: health(port),
         "metrics": lambda: metrics(port),
         "threads": lambda: threads(pid),
     }

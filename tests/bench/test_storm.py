@@ -36,6 +36,10 @@ def test_every_spectator_resumes_with_its_complete_ordered_log(result: dict[str,
     assert result["unfinished"] == 0 and result["resumed_seconds"] is not None
 
 
+def test_scores_keep_coming_after_the_storm(result: dict[str, Any]) -> None:
+    assert result["stalled"] is None  # the participant's last score came back as the room's last event
+
+
 def test_the_resume_replays_what_was_stored_meanwhile(result: dict[str, Any]) -> None:
     assert result["replaying_clients"] >= CLIENTS * LATE  # the late ones at least
     assert result["partial_replays"] == 0
