@@ -43,6 +43,9 @@ from bench.procstat import cpu_seconds
 
 SIGTERM_CLOSE = 1012  # the contract's close code of a graceful shutdown
 ANSWER_PROBE_PERIOD = 0.005
+# A stop under 10k sockets has taken over 30 s (hub.stop's 10 s, uvicorn's 10 s graceful wait, then a
+# traceback logged per cancelled socket): waited for and reported, not a failure.
+SHUTDOWN_TIMEOUT = 120.0
 
 
 @dataclass
@@ -124,7 +127,7 @@ class RestartingServer:
         assert self.process is not None
         sigterm_ns = time.monotonic_ns()
         self.process.send_signal(signal.SIGTERM)
-        self.process.wait(servers.STOP_TIMEOUT + 10)
+        self.process.wait(SHUTDOWN_TIMEOUT)
         exit_ns = time.monotonic_ns()
         process = self.start()
         return {"sigterm_ns": sigterm_ns, "exit_ns": exit_ns, "answer_ns": self.answering(process)}
