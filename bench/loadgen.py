@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.procstat import cpu_seconds
+from bench.stormworker import StormCommands
 
 SCORE_PREFIX = '{"type":"score_updated"'
 CONNECT_TIMEOUT = 60.0  # seconds for one handshake and its connection_established
@@ -66,6 +67,7 @@ class Worker:
         self.participants: dict[str, ClientConnection] = {}
         self.participant_errors: dict[str, list[str]] = {}
         self.readers: set[asyncio.Task[None]] = set()  # the participants' readers, kept alive
+        self.storm = StormCommands(self.deadline)  # a reconnect storm's commands (bench/storm.py)
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -79,7 +81,8 @@ class Worker:
                 self.pipe.send(("ok", None))
                 return
             try:
-                result = await getattr(self, "cmd_" + name)(**kwargs)
+                command = getattr(self, "cmd_" + name, None) or getattr(self.storm, "cmd_" + name)
+                result = await command(**kwargs)
                 self.pipe.send(("ok", result))
             except Exception:
                 self.pipe.send(("error", traceback.format_exc()))
@@ -207,6 +210,7 @@ class Worker:
     async def close_all(self) -> None:
         for group in {*self.groups, *self.participants}:
             await self.close(group)
+        await self.storm.close()
 
     # -- the participant ---------------------------------------------------------------------------
 
@@ -336,13 +340,17 @@ class LoadGenerator:
         """Run command `name` on every spectator worker, `wait` seconds at most (plus slack)."""
         return self._call(self.workers, name, wait, [kwargs] * len(self.workers))
 
+    def shares(self, total: int) -> list[int]:
+        """`total` split over the spectator workers as evenly as it goes."""
+        return [total // self.size + (1 if i < total % self.size else 0) for i in range(self.size)]
+
     def spectators(
         self, group: str, total: int, url: str, secret: str | None, concurrency: int = 32, tokens: Sequence[str] = ()
     ) -> dict[str, Any]:
         """Open spectator sockets in `group` until `total` are open; returns how long it took and what failed.
         `tokens`: the sockets' tokens (logged-in users), each used once while there are enough; else guest tokens."""
         want = max(0, total - self.open.get(group, 0))
-        shares = [want // self.size + (1 if i < want % self.size else 0) for i in range(self.size)]
+        shares = self.shares(want)
         starts = [sum(shares[:i]) for i in range(self.size)]
         timeout = CONNECT_TIMEOUT * (1 + want / max(1, concurrency * self.size))
         started = time.monotonic()
@@ -362,6 +370,15 @@ class LoadGenerator:
             for key, n in r["errors"].items():
                 errors[key] = errors.get(key, 0) + n
         return {"open": self.open[group], "errors": errors, "seconds": time.monotonic() - started}
+
+    def each(self, name: str, timeout: float, per_worker: Sequence[dict[str, Any]]) -> list[Any]:
+        """Run command `name` on every spectator worker, each with its own arguments."""
+        return self._call(self.workers, name, timeout, per_worker)
+
+    def on_driver(self, name: str, timeout: float = 10.0, **kwargs: Any) -> Any:
+        """Run command `name` on the participant's worker."""
+        assert self.driver is not None
+        return self._call([self.driver], name, timeout, [kwargs])[0]
 
     def participant(self, group: str, url: str, role: str | None = "participant") -> None:
         assert self.driver is not None
