@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from matchcast.settings import RateLimit
@@ -27,3 +29,31 @@ async def test_shutdown_flushes_pending_scores_then_closes_1012(server: RunningS
         assert await player.closed(timeout=5) == 1012
     assert first["data"]["participant1_score"] == 1
     assert flushed["data"]["participant1_score"] == 3 and flushed["data"]["sequence"] == 3
+
+
+async def test_regression_no_new_connection_gets_in_while_the_hub_closes_sockets_1012(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17 (bench/storm.py): the server kept listening while the hub closed its sockets 1012;
+    clients reconnecting at once got into the dying server, were held for the graceful timeout
+    and then cancelled, and shutdowns took 10-30 s."""
+    hub = server.realtime.hub
+    closing, go_on = asyncio.Event(), asyncio.Event()
+    stop = hub.stop
+
+    async def gated_stop() -> None:  # the hub's stop, held at its start until the test has looked
+        closing.set()
+        await go_on.wait()
+        await stop()
+
+    monkeypatch.setattr(hub, "stop", gated_stop)
+    _t, match = await server.factory.live_match()
+    async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as spectator:
+        await spectator.established()
+        server.server.should_exit = True
+        await asyncio.wait_for(closing.wait(), 10)
+        with pytest.raises(OSError):
+            async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as late:
+                await late.established()
+        go_on.set()
+        assert await spectator.closed(timeout=10) == 1012
