@@ -33,7 +33,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import fanout, idle, joins, report, servers, stream
+from bench import fanout, idle, joins, report, servers, storm, stream
 from bench.loadgen import LoadGenerator, raise_open_files_limit
 from matchcast.server import WS_IMPLEMENTATION
 
@@ -68,6 +68,7 @@ class Plan:
     joins_anchors: int = 10  # sockets that stay open on each joins server, so the room lives throughout
     joins_settle: float = 2.5  # after the connects and after the drop: longer than the default 2 s interval
     joins_logged_in: bool = True  # a row of logged-in users (one account each) joining beside the guests
+    storm: int = 10_000  # spectators of the reconnect storm (bench/storm.py; 0: no storm)
 
 
 SMOKE = Plan(
@@ -88,6 +89,7 @@ SMOKE = Plan(
     joins_concurrency=4,
     joins_anchors=1,
     joins_settle=0.2,
+    storm=20,
 )
 
 
@@ -218,21 +220,34 @@ def measure_against_baselines(
     stack_results["gc"] = {"matchcast": gc_summary(mine.log)}
 
 
-def storm_result(
-    stack: str, plan: Plan, load: LoadGenerator, workdir: Path, server_cpus: list[int] | None
-) -> dict[str, Any] | None:
-    """The reconnect storm's figures on `stack` (bench/storm.py: `resumed_seconds`, `clients`,
-    `complete`, `closed_1011`, `max_db_connections`), for its issue-17 target. The hook where the
-    storm is wired in; until then None, and report.targets() prints that target as not run."""
-    return None
+def storm_result(stack: str, plan: Plan, cpus: tuple[list[int] | None, list[int] | None]) -> dict[str, Any] | None:
+    """The reconnect storm's figures on `stack` (bench/storm.py), for its issue-17 target: on a
+    server of its own (it restarts it), with a load generator of its own, after the other scenarios."""
+    if plan.storm <= 0:
+        return None
+    print(f"  reconnect storm of {plan.storm} spectators", flush=True)
+    result = storm.measure(storm.Plan(stack=stack, clients=plan.storm, processes=plan.processes), cpus)
+    print(
+        f"  reconnect storm: {result['complete']}/{result['clients']} complete, resumed in "
+        f"{storm.shown(result['resumed_seconds'])} s, {result['closed_1011']} closed 1011, "
+        f"at most {result['max_db_connections']} database connections",
+        flush=True,
+    )
+    return result
 
 
 def run_stack(
-    stack: str, plan: Plan, load: LoadGenerator, workdir: Path, server_cpus: list[int] | None, results: dict[str, Any]
+    stack: str,
+    plan: Plan,
+    load: LoadGenerator,
+    workdir: Path,
+    cpus: tuple[list[int] | None, list[int] | None],
+    results: dict[str, Any],
 ) -> None:
     """The stack's scenarios; the baselines start first and serve them all (they keep no state)."""
     print(f"== {stack}", flush=True)
     stack_results: dict[str, Any] = {}
+    server_cpus = cpus[0]
     with ExitStack() as running:
         started = servers.start_together(
             running, [servers.baseline(workdir, server_cpus, plan.gc_tuning, key) for key in plan.baselines]
@@ -259,9 +274,9 @@ def run_stack(
             )
     # Each Python server logs its collector's summary as it stops.
     stack_results.setdefault("gc", {}).update({key: gc_summary(target.log) for key, target in baselines.items()})
-    storm = storm_result(stack, plan, load, workdir, server_cpus)
-    if storm is not None:
-        stack_results["storm"] = storm
+    stormed = storm_result(stack, plan, cpus)
+    if stormed is not None:
+        stack_results["storm"] = stormed
     results["stacks"][stack] = stack_results
 
 
@@ -302,7 +317,7 @@ def run(plan: Plan, out: Path, argv: list[str], draw: bool = True) -> dict[str, 
         LoadGenerator(plan.processes, client_cpus) as load,
     ):
         for stack in plan.stacks:
-            run_stack(stack, plan, load, Path(tmp), server_cpus, results)
+            run_stack(stack, plan, load, Path(tmp), (server_cpus, client_cpus), results)
     results["meta"]["seconds"] = time.monotonic() - started
     results["meta"]["load_average_at_end"] = os.getloadavg()
     results["targets"] = report.targets(results)
@@ -344,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         "--joins", type=count, help="spectators per joins sample, viewer counting on and off, e.g. 2000 (empty: skip)"
     )
     parser.add_argument("--rounds", type=int, help="samples per server and size")
+    parser.add_argument("--storm", type=count, help="spectators of the reconnect storm, e.g. 10000 (empty: skip)")
     parser.add_argument(
         "--baselines",
         type=names,
@@ -372,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.baselines or ()) - set(servers.BASELINES)
     if unknown:
         parser.error(f"unknown baseline {', '.join(sorted(unknown))}; use {', '.join(servers.BASELINES)}")
-    for name in ("idle", "fanout", "joins", "rounds", "baselines"):
+    for name in ("idle", "fanout", "joins", "rounds", "baselines", "storm"):
         if getattr(args, name) is not None:
             setattr(plan, name, getattr(args, name))
     plan.gc_tuning = not args.no_gc_tuning

@@ -98,6 +98,10 @@ def test_targets_are_evaluated(results: dict[str, Any]) -> None:
         names = {t["target"] for t in new if t["stack"] == stack}
         assert {f"CPU us per frame at {size}, <= picows + 1" for size in run.SMOKE.fanout} <= names
         assert {"joins per CPU second, guests", "joins per CPU second, logged in", "p99 at 6, x picows"} <= names
-    # No storm ran: its target is listed, not run, and does not count as missed.
+    # The storm ran on each stack, tiny: every spectator came back with its whole log (its target's
+    # time is not asserted here; tests/bench/test_storm.py checks the storm itself at 240).
     storm = [t for t in new if t["target"].startswith("reconnect storm")]
-    assert len(storm) == 2 and all(t["value"] is None and t["met"] is None for t in storm)
+    assert len(storm) == len(results["stacks"]) and all(t["value"] is not None for t in storm)
+    for stack, figures in results["stacks"].items():
+        assert figures["storm"]["complete"] == figures["storm"]["clients"] == run.SMOKE.storm, stack
+        assert figures["storm"]["closed_1011"] == 0
