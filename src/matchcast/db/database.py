@@ -118,6 +118,13 @@ def _reusable(connection: aiosqlite.Connection) -> bool:
         return False
 
 
+async def keep_session(connection: asyncpg.Connection) -> None:
+    """What asyncpg's pool does to a connection given back, besides rolling back a transaction
+    left open (it always does that): nothing. Its default sends a reset query (unlock advisory
+    locks, close cursors, UNLISTEN, RESET ALL), a second round trip for every query, while this
+    application leaves no such session state behind (its LISTEN has a connection of its own)."""
+
+
 class Database(databases.Database):
     """`databases.Database` plus `write()`, the one way services open a write transaction, and
     compiled SQL reused across executions (db/compiled.py)."""
@@ -126,7 +133,8 @@ class Database(databases.Database):
         self.is_sqlite = url.startswith("sqlite")
         # A generous busy timeout lets writers of other processes (the command line) wait
         # instead of failing. asyncpg's pool, like ours, makes acquires past max_size wait.
-        super().__init__(url, **({"timeout": 30} if self.is_sqlite else {"min_size": 1, "max_size": pool_size}))
+        postgres = {"min_size": 1, "max_size": pool_size, "reset": keep_session}
+        super().__init__(url, **({"timeout": 30} if self.is_sqlite else postgres))
         self._write_lock = asyncio.Lock()  # this process's writers queue here (SQLite)
         self.compiled = CompiledCache()
         self._sqlite_pool: ReusingSQLitePool | None = None
