@@ -4,7 +4,7 @@ import time
 from typing import Any
 
 import pytest
-from jose import jwt
+from jose import jws, jwt
 
 from matchcast.security import (
     TokenError,
@@ -46,6 +46,14 @@ def test_guest_token_round_trip() -> None:
 def test_expired_token() -> None:
     with pytest.raises(TokenError, match="expired"):
         verify_token(SECRET, create_token(SECRET, "12", -10))
+    with pytest.raises(TokenError, match="expired"):
+        verify_token(SECRET, create_token(SECRET, "12", -1))
+
+
+def test_a_token_is_valid_through_its_expiry_second_and_carries_its_epoch() -> None:
+    now = int(time.time())
+    token = jwt.encode(claims(exp=now + 1, nbf=now, sep=3), SECRET, algorithm="HS256")
+    assert verify_token(SECRET, token) == TokenSubject(user_id=12, epoch=3)
 
 
 def test_wrong_secret() -> None:
@@ -76,6 +84,15 @@ def test_wrong_secret() -> None:
         jwt.encode(claims(sub="1.5"), SECRET, algorithm="HS256"),
         jwt.encode(claims(sub=" 12"), SECRET, algorithm="HS256"),
         jwt.encode(claims(sub="\u0661\u0662"), SECRET, algorithm="HS256"),  # Arabic-Indic digits
+        jwt.encode(claims(exp="soon"), SECRET, algorithm="HS256"),
+        jwt.encode(claims(exp=True), SECRET, algorithm="HS256"),
+        jwt.encode(claims(iat="now"), SECRET, algorithm="HS256"),
+        jwt.encode(claims(nbf=int(time.time()) + 600), SECRET, algorithm="HS256"),  # not valid yet
+        jwt.encode(claims(sep=-1), SECRET, algorithm="HS256"),
+        jwt.encode(claims(sep="1"), SECRET, algorithm="HS256"),
+        b64({"alg": "HS256", "typ": "JWT"}) + "." + b64(claims())[:-2] + ".c2lnbmF0dXJl",  # body changed
+        jws.sign(b"[1, 2]", SECRET, algorithm="HS256"),  # signed, but no claims object
+        jws.sign(b"not json", SECRET, algorithm="HS256"),
     ],
     ids=[
         "hs512",
@@ -96,6 +113,15 @@ def test_wrong_secret() -> None:
         "sub-fraction",
         "sub-space",
         "sub-unicode-digits",
+        "exp-text",
+        "exp-bool",
+        "iat-text",
+        "nbf-future",
+        "epoch-negative",
+        "epoch-text",
+        "body-changed",
+        "claims-a-list",
+        "claims-not-json",
     ],
 )
 def test_invalid_tokens_are_refused(token: str | None) -> None:

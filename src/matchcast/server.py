@@ -18,9 +18,10 @@ from matchcast.settings import Settings
 from matchcast.web.handshake import HeadTimeoutProtocol
 
 log = logging.getLogger("matchcast.server")
-# websockets-sansio (uvicorn's default) never answers a handshake of 8 KB or more
-# (shared/dependencies.md pitfall 11); wsproto answers it promptly.
-WS_IMPLEMENTATION = "wsproto"
+# uvicorn's wsproto protocol, cheaper per connection (web/websocket_protocol.py). Not
+# websockets-sansio (uvicorn's default): it never answers a handshake of 8 KB or more
+# (shared/dependencies.md pitfall 11), and its joins cost no less.
+WS_IMPLEMENTATION = "matchcast.web.websocket_protocol:WebSocketProtocol"
 
 
 class Config(uvicorn.Config):

@@ -131,6 +131,8 @@ async def test_metrics_count_connections_frames_errors_and_closes(
         assert 'matchcast_connections{role="spectator",room_kind="match"} 1.0' in text
         assert 'matchcast_connections{role="participant",room_kind="match"} 1.0' in text
         assert 'matchcast_outbound_queue_depth{room_kind="match"}' in text
+        assert 'matchcast_joins_total{role="spectator",room_kind="match"} 1.0' in text
+        assert 'matchcast_joins_total{role="participant",room_kind="match"} 1.0' in text
     async with server.client("/ws/match/999999/", server.guest_token()) as ws:
         assert await ws.closed() == 4404
     text = (await http.get("/metrics")).text

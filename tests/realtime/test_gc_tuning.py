@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from matchcast.realtime.gc_tuning import GcTuner
+from matchcast.realtime.gc_tuning import YOUNG_THRESHOLD, GcTuner
 
 
 @pytest.fixture(autouse=True)
@@ -18,12 +18,34 @@ def thawed() -> Iterator[None]:
 
 
 async def test_start_freezes_what_exists_and_stop_unhooks() -> None:
+    thresholds = gc.get_threshold()
     tuner = GcTuner(lambda: 0)
     tuner.start()
     assert gc.get_freeze_count() > 0 and tuner.freezes == 1
     assert tuner._observe in gc.callbacks
+    assert gc.get_threshold() == (YOUNG_THRESHOLD, *thresholds[1:])
     tuner.stop()
     assert tuner._observe not in gc.callbacks
+    assert gc.get_threshold() == thresholds
+
+
+async def test_a_burst_of_joins_is_frozen_at_the_next_look() -> None:
+    open_sockets = [10]
+    tuner = GcTuner(lambda: open_sockets[0], burst=100)
+    tuner.start()
+    try:
+        tuner.check()
+        joined = [[n] for n in range(1000)]  # what the joining sockets hold
+        open_sockets[0] = 60
+        tuner.check()
+        assert tuner.freezes == 1  # 50 joined: left to the collector
+        open_sockets[0] = 160
+        tuner.check()
+        assert tuner.freezes == 2
+        young = {id(o) for o in gc.get_objects()}  # the generations the collector walks
+        assert not any(id(box) in young for box in joined)
+    finally:
+        tuner.stop()
 
 
 async def test_a_slow_full_collection_freezes_its_survivors() -> None:

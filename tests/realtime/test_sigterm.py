@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from tests.support.processes import ServerProcess, run_demo
 from tests.support.server import TEST_SECRET
@@ -38,6 +39,12 @@ async def test_sigterm_flushes_pending_scores_and_closes_1012(tmp_path: Path) ->
         ):
             await participant.established()
             await spectator.established()
+            with pytest.raises(InvalidStatus):  # refused before accept: uvicorn logs its URL
+                async with server.client(f"/ws/match/{match['id']}/", player["token"], origin="http://evil.example"):
+                    pass
+            async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
+                metrics = (await http.get("/metrics")).text  # joins are counted there, not logged at INFO
+            assert 'matchcast_joins_total{role="participant",room_kind="match"} 1.0' in metrics
             for n in (1, 2, 3):
                 await participant.send({"type": "score_update", "participant1_score": n, "participant2_score": 0})
             assert (await spectator.recv_type("score_updated"))["data"]["participant1_score"] == 1
@@ -52,6 +59,7 @@ async def test_sigterm_flushes_pending_scores_and_closes_1012(tmp_path: Path) ->
     finally:
         await server.stop()
     log = server.log()
-    assert "token=***" in log and player["token"] not in log  # uvicorn logs WebSocket URLs
-    assert f"open room=match_{match['id']} role=participant" in log
+    assert "token=***" in log and player["token"] not in log  # the refusal's URL, redacted
+    assert f"open room=match_{match['id']}" not in log
+    # A close the server chose is logged; the participant was closed 1012 by the restart.
     assert f"close room=match_{match['id']} role=participant user={player['id']} code=1012" in log

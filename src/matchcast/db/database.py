@@ -118,13 +118,11 @@ def _reusable(connection: aiosqlite.Connection) -> bool:
         return False
 
 
-async def keep_session(connection: Any) -> None:
-    """asyncpg's pool, by default, sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
-    RESET ALL;` each time a connection goes back: four of every five statements of a guest's join
-    and more than half of an event's (docs/performance.md). Nothing of ours leaves session state
-    behind (no session SET, advisory lock, cursor or LISTEN on a pool connection: the Postgres broker
-    listens on connections of its own), so nothing needs undoing. asyncpg still rolls back a
-    transaction left open before it calls this."""
+async def keep_session(connection: asyncpg.Connection) -> None:
+    """What asyncpg's pool does to a connection given back, besides rolling back a transaction
+    left open (it always does that): nothing. Its default sends a reset query (unlock advisory
+    locks, close cursors, UNLISTEN, RESET ALL), a second round trip for every query, while this
+    application leaves no such session state behind (its LISTEN has a connection of its own)."""
 
 
 class Database(databases.Database):
@@ -135,10 +133,8 @@ class Database(databases.Database):
         self.is_sqlite = url.startswith("sqlite")
         # A generous busy timeout lets writers of other processes (the command line) wait
         # instead of failing. asyncpg's pool, like ours, makes acquires past max_size wait.
-        options: dict[str, Any] = (
-            {"timeout": 30} if self.is_sqlite else {"min_size": 1, "max_size": pool_size, "reset": keep_session}
-        )
-        super().__init__(url, **options)
+        postgres = {"min_size": 1, "max_size": pool_size, "reset": keep_session}
+        super().__init__(url, **({"timeout": 30} if self.is_sqlite else postgres))
         self._write_lock = asyncio.Lock()  # this process's writers queue here (SQLite)
         self.compiled = CompiledCache()
         self._sqlite_pool: ReusingSQLitePool | None = None

@@ -7,6 +7,12 @@ moved to the permanent generation (`gc.freeze()`), and so is what survives any f
 that took longer than `slow` (after a burst of connections, the new sockets): collections then
 only walk what is young, and stay short whatever the number of sockets.
 
+A burst of joins (a deploy's reconnect storm) does not wait for that: each look at the number of
+sockets (every second) that finds `burst` or more new ones freezes at once, and the youngest
+generation is collected every YOUNG_THRESHOLD allocations instead of CPython's 700. Otherwise a
+joining socket's objects (about 80 tracked) were walked in gen0, again in gen1 and again in a full
+collection before being frozen: at ~1 us an object, a third of a join's CPU (docs/performance.md).
+
 Freezing costs nothing (it splices lists); its price is that reference cycles frozen while alive
 are not reclaimed once they die. Measured, that is little: about one object per closed socket (2k
 to 6k unreachable objects after 5k sockets closed), while collecting everything once is a pause
@@ -27,6 +33,8 @@ log = logging.getLogger("matchcast.gc")
 SLOW_COLLECTION = 0.005  # seconds: a full collection slower than this freezes its survivors
 WATCH_INTERVAL = 1.0  # seconds between looks at the number of open sockets
 RECLAIM_EVERY = 6 * 3600.0  # seconds: bounds what dead frozen cycles can hold
+JOIN_BURST = 100  # sockets joined between two looks that get their objects frozen at once
+YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's 700): fewer, longer (~5 ms)
 
 
 class GcTuner:
@@ -35,10 +43,13 @@ class GcTuner:
         connections: Callable[[], int],
         slow: float = SLOW_COLLECTION,
         reclaim_every: float = RECLAIM_EVERY,
+        burst: int = JOIN_BURST,
     ) -> None:
         self.connections = connections
         self.slow = slow
         self.reclaim_every = reclaim_every
+        self.burst = burst
+        self._thresholds = gc.get_threshold()
         self.freezes = self.reclaims = self.full_collections = 0
         self.longest = self.total = 0.0  # seconds spent in full collections (reclaims apart)
         self.reclaim_time = 0.0
@@ -56,12 +67,15 @@ class GcTuner:
         self._loop = asyncio.get_running_loop()
         gc.collect()
         self._freeze()
+        self._thresholds = gc.get_threshold()
+        gc.set_threshold(YOUNG_THRESHOLD, *self._thresholds[1:])
         gc.callbacks.append(self._observe)
         self._task = self._loop.create_task(self._watch())
 
     def stop(self) -> None:
         if self._observe in gc.callbacks:
             gc.callbacks.remove(self._observe)
+            gc.set_threshold(*self._thresholds)
         if self._task is not None:
             self._task.cancel()
             self._task = None
@@ -98,6 +112,8 @@ class GcTuner:
     def check(self) -> None:
         open_now = self.connections()
         self._departed += max(0, self._last_count - open_now)
+        if open_now - self._last_count >= self.burst:
+            self._freeze()  # the new sockets' objects, before the collector walks them again
         self._last_count = open_now
         if self._departed and time.monotonic() - self._reclaimed_at > self.reclaim_every:
             self.reclaim()

@@ -42,6 +42,9 @@ class Metrics:
         self.frames_out = Counter("matchcast_frames_out", "Frames queued to clients", registry=r)
         self.errors = Counter("matchcast_errors", "Error frames sent, by code", ["code"], registry=r)
         self.closes = Counter("matchcast_closes", "Connections closed, by close code", ["code"], registry=r)
+        self.joins = Counter(
+            "matchcast_joins", "Sockets welcomed into a room, by room kind and role", ["room_kind", "role"], registry=r
+        )
         self.publish_latency = Histogram(
             "matchcast_publish_to_send_seconds",
             "From publishing an event to handing it to every local socket of its room",

@@ -15,6 +15,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from matchcast.web.websocket_protocol import WebSocketProtocol
+
 MAX_REQUEST_HEAD = 8 * 1024
 DEFAULT_HEAD_TIMEOUT = 10.0
 BODY = b"Request line and headers must be under 8 KB; pass a shorter token.\n"
@@ -80,6 +82,20 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
         super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        """Hand the upgrade to the WebSocket protocol as parsed (web/websocket_protocol.py)."""
+        if not isinstance(self.ws_protocol_class, type) or not issubclass(self.ws_protocol_class, WebSocketProtocol):
+            super().handle_websocket_upgrade()
+            return
+        self.connections.discard(self)
+        protocol = self.ws_protocol_class(config=self.config, server_state=self.server_state, app_state=self.app_state)
+        assert self.scheme is not None
+        protocol.upgrade(
+            self.transport, (self.server, self.client, self.scheme), self.scope["method"], self.url, self.headers
+        )
+        self.transport.set_protocol(protocol)
+        self.parser = None  # type: ignore[assignment]  # it refers back to this protocol: no cycle left to collect
 
     def _start_head_timer(self) -> None:
         if self._head_timer is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.endpoints import WebSocketEndpoint
@@ -19,12 +19,10 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from matchcast import errors
-from matchcast.db import tables
 from matchcast.db.database import Database
 from matchcast.errors import FRAME_ERRORS, INVALID_STATE, RATE_LIMITED
 from matchcast.ids import ID, path_id
 from matchcast.protocol import (
-    SPECTATOR,
     WS_1011_INTERNAL_ERROR,
     WS_4001_AUTHENTICATION_FAILED,
     WS_4003_FORBIDDEN,
@@ -44,16 +42,10 @@ from matchcast.realtime.metrics import Metrics
 from matchcast.realtime.ratelimit import TokenBucket
 from matchcast.security import TokenError, TokenSubject, verify_token
 from matchcast.services import disputes, matches, results, snapshots
-from matchcast.services.actors import (
-    REVOKED,
-    Actor,
-    load_actor,
-    match_role,
-    may_watch_tournament,
-    tournament_role,
-)
+from matchcast.services.actors import REVOKED, Actor, Standing, guest_in_room, user_in_room
 from matchcast.services.publisher import Publisher
 from matchcast.settings import Settings
+from matchcast.web.guest_access import GuestAccess
 from matchcast.web.wire import wire_of
 
 log = logging.getLogger("matchcast.ws")
@@ -68,6 +60,7 @@ class Realtime:
     hub: Hub
     metrics: Metrics
     publisher: Publisher  # what the services hand their events to: the hub, through the deadline timer
+    guests: GuestAccess = field(default_factory=GuestAccess)  # who may watch which room, for guests
 
 
 def whole(seconds: float) -> float | int:
@@ -130,8 +123,6 @@ class RoomEndpoint(WebSocketEndpoint):
     rate_key = ""
     actor: Actor | None = None
     room_id = 0
-    tournament_id = 0  # a match room's tournament
-    public = True
 
     async def on_connect(self, websocket: WebSocket) -> None:
         rt: Realtime = websocket.app.state.realtime
@@ -179,23 +170,23 @@ class RoomEndpoint(WebSocketEndpoint):
             return
         if opened:
             assert self.conn is not None
-            log.info("open room=%s role=%s user=%s", self.conn.room, self.conn.role, self.conn.user_id)
+            rt.metrics.joins.labels(self.kind, self.conn.role).inc()
+            # A line per join is a tenth of a join's CPU: /metrics counts them; DEBUG shows each.
+            log.debug("open room=%s role=%s user=%s", self.conn.room, self.conn.role, self.conn.user_id)
 
     async def _open(self, websocket: WebSocket, rt: Realtime, user_id: int | None, epoch: int) -> bool:
-        async with rt.db.connection():  # one database connection for these few queries
-            if user_id is not None:
-                self.actor = await load_actor(rt.db, user_id, epoch)
-                if self.actor is None:
-                    await self._refuse(websocket, rt, WS_4001_AUTHENTICATION_FAILED, REVOKED)
-                    return False
-            role = await self.resolve_role(rt.db)
-        if role is None:
+        standing = await self._standing(rt, user_id, epoch)
+        if standing is None:
+            await self._refuse(websocket, rt, WS_4001_AUTHENTICATION_FAILED, REVOKED)
+            return False
+        if standing.role is None:
             await self._refuse(websocket, rt, WS_4404_NOT_FOUND, f"no such {self.kind}")
             return False
-        if role == SPECTATOR and not await self.watchable(rt.db):
+        if not standing.may_watch:
             why = "this tournament is private: only its organizer, staff and its players may watch; log in as one"
             await self._refuse(websocket, rt, WS_4003_FORBIDDEN, why)
             return False
+        role = standing.role
         room = self.room_name()
         self.conn = Connection(
             websocket,
@@ -217,6 +208,17 @@ class RoomEndpoint(WebSocketEndpoint):
         }
         await rt.hub.establish(self.conn, self.snapshot_of(rt.db), resume_point(websocket), welcome)
         return True
+
+    async def _standing(self, rt: Realtime, user_id: int | None, epoch: int) -> Standing | None:
+        """The joiner's role and right to watch; None for a revoked token. A user's comes from the
+        database on every join (so is a revocation); a guest's from the rooms' shared reads."""
+        if user_id is None:
+            return await rt.guests.get(self.room_name(), lambda: guest_in_room(rt.db, self.kind, self.room_id))
+        found = await user_in_room(rt.db, self.kind, self.room_id, user_id, epoch)
+        if found is None:
+            return None
+        self.actor, standing = found
+        return standing
 
     async def _refuse(self, websocket: WebSocket, rt: Realtime, code: int, why: str) -> None:
         log.info("refused path=%s code=%d reason=%s", websocket.url.path, code, why)
@@ -274,18 +276,14 @@ class RoomEndpoint(WebSocketEndpoint):
         conn.gone()
         code = conn.close_code or close_code
         rt.metrics.closes.labels(str(code)).inc()
-        log.info("close room=%s role=%s user=%s code=%s", conn.room, conn.role, conn.user_id, code)
+        # Closes the server chose (slow consumer, heartbeat, restart...) are worth a line each;
+        # clients leaving are counted in /metrics, and shown with DEBUG.
+        level = logging.INFO if conn.close_code else logging.DEBUG
+        log.log(level, "close room=%s role=%s user=%s code=%s", conn.room, conn.role, conn.user_id, code)
 
     # -- per room kind ----------------------------------------------------------------------------
 
     def room_name(self) -> str:
-        raise NotImplementedError
-
-    async def resolve_role(self, db: Database) -> str | None:
-        raise NotImplementedError
-
-    async def watchable(self, db: Database) -> bool:
-        """May a spectator (role already resolved) watch this room? Not a private tournament's."""
         raise NotImplementedError
 
     def snapshot_of(self, db: Database) -> Any:
@@ -309,16 +307,6 @@ class MatchEndpoint(RoomEndpoint):
 
     def room_name(self) -> str:
         return match_room(self.room_id)
-
-    async def resolve_role(self, db: Database) -> str | None:
-        match = await db.fetch_one(matches.with_organizer().where(tables.matches.c.id == self.room_id))
-        if match is None:
-            return None
-        self.tournament_id, self.public = match.tournament_id, bool(match.is_public)
-        return match_role(self.actor, match, match.organizer_id)
-
-    async def watchable(self, db: Database) -> bool:
-        return self.public or await may_watch_tournament(db, self.actor, self.tournament_id)
 
     def snapshot_of(self, db: Database) -> Any:
         return lambda: snapshots.match_snapshot(db, self.room_id)
@@ -346,12 +334,6 @@ class TournamentEndpoint(RoomEndpoint):
 
     def room_name(self) -> str:
         return tournament_room(self.room_id)
-
-    async def resolve_role(self, db: Database) -> str | None:
-        return await tournament_role(db, self.actor, self.room_id)
-
-    async def watchable(self, db: Database) -> bool:
-        return await may_watch_tournament(db, self.actor, self.room_id)
 
     def snapshot_of(self, db: Database) -> Any:
         return lambda: snapshots.tournament_snapshot(db, self.room_id)
