@@ -27,6 +27,7 @@ pytestmark = pytest.mark.timeout(90)
 
 # name: (uvicorn options, client compression, the wire every server-side socket must have)
 PATHS: dict[str, tuple[dict[str, Any], str | None, type]] = {
+    "default-wire": ({}, None, UvicornWire),  # matchcast.server's own (web/websocket_protocol.py)
     "wsproto-wire": ({"ws": "wsproto"}, None, UvicornWire),
     "sansio-wire": ({"ws": "websockets-sansio"}, None, UvicornWire),
     "deflate-asgi": ({"ws": "wsproto", "ws_per_message_deflate": True}, "deflate", TransportWire),
