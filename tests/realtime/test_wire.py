@@ -59,8 +59,9 @@ def compression(path: str) -> dict[str, Any]:
 
 # Compressed brackets are too small to fill a client's buffers: the tests of a client that stops
 # reading send plain frames on every path (a deflate-configured server still takes the ASGI send,
-# its wire refuses frames whatever the client negotiates).
-UNCOMPRESSED: dict[str, Any] = {"compression": None, "max_size": None}
+# its wire refuses frames whatever the client negotiates). No client pings: a pong waits behind
+# megabytes the client has not read yet, and the client would give up on the server (1011).
+UNCOMPRESSED: dict[str, Any] = {"compression": None, "max_size": None, "ping_interval": None}
 
 
 def assert_wires(server: RunningServer, path: str) -> None:
