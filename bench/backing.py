@@ -27,6 +27,7 @@ from typing import Any, cast
 import psycopg
 import redis
 
+from bench import servers
 from bench.procstat import CLOCK_TICKS
 from bench.servers import free_port, pinned, stop, wait_until_up
 
@@ -138,14 +139,8 @@ def _wait_accepting(url: str, process: subprocess.Popen[bytes]) -> None:
 @contextmanager
 def database(admin_url: str) -> Iterator[str]:
     """A new database on the cluster of `admin_url`, dropped afterwards."""
-    name = f"matchcast_capacity_{os.getpid()}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with servers.postgres_database(admin_url, f"matchcast_capacity_{os.getpid()}") as url:
+        yield url
 
 
 def tree_cpu(root: int) -> float:

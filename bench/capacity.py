@@ -25,7 +25,7 @@ first CPU; the load generator, Redis and PostgreSQL the others. In order, on A:
 Phases 1-4 are in bench/costs.py, 5 in bench/twoinstances.py; bench/meter.py charges each phase
 its counters, bench/cluster.py starts the instances, bench/drivers.py holds the clients the load
 generator lacks. Then bench/sizing.py turns the constants into instances, Redis and PostgreSQL
-for a final of 100k and 1M spectators (docs/capacity.md). The JSON goes to
+for a final of 100k and 1M spectators (docs/performance.md, "Capacity"). The JSON goes to
 bench/results/capacity.json.
 """
 

@@ -111,13 +111,19 @@ def fresh_database(stack: str, workdir: Path) -> Iterator[str]:
         path = workdir / f"bench-{secrets.token_hex(4)}.db"
         yield f"sqlite:///{path}"
         return
-    name = f"matchcast_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+    with postgres_database(POSTGRES_ADMIN_URL, f"matchcast_bench_{secrets.token_hex(4)}") as url:
+        yield url
+
+
+@contextmanager
+def postgres_database(admin_url: str, name: str) -> Iterator[str]:
+    """A new database `name` on the cluster of `admin_url`, dropped afterwards."""
+    with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
     finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
