@@ -18,6 +18,7 @@ from matchcast.settings import Settings
 from matchcast.web.handshake import HeadTimeoutProtocol
 
 log = logging.getLogger("matchcast.server")
+LISTEN_BACKLOG = 4096  # connections the kernel queues before accept (see config() below)
 # uvicorn's wsproto protocol, cheaper per connection (web/websocket_protocol.py). Not
 # websockets-sansio (uvicorn's default): it never answers a handshake of 8 KB or more
 # (shared/dependencies.md pitfall 11), and its joins cost no less.
@@ -51,6 +52,10 @@ def config(app: Any, settings: Settings, host: str = "127.0.0.1", port: int = 80
         "log_level": "info",
         "access_log": False,
         "timeout_graceful_shutdown": 10,
+        # After a deploy every spectator reconnects at once: uvicorn's 2048 let the kernel drop
+        # thousands of SYNs in a 10k storm, each client then waiting for TCP's retransmission
+        # (1 s, 3 s). The kernel caps it at net.core.somaxconn (4096 by default since Linux 5.4).
+        "backlog": LISTEN_BACKLOG,
     }
     return Config(app, settings.request_head_timeout, host=host, port=port, **{**defaults, **options})
 

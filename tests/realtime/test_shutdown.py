@@ -1,11 +1,15 @@
-"""Graceful shutdown: pending score batches are flushed, then sockets close 1012."""
+"""Graceful shutdown: pending score batches are flushed, then sockets close 1012; and the way back in
+(no new socket into a dying server, a listen queue that takes a reconnect storm)."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+from pathlib import Path
 
 import pytest
 
+from matchcast.server import LISTEN_BACKLOG
 from matchcast.settings import RateLimit
 from tests.support.server import RunningServer
 
@@ -57,3 +61,16 @@ async def test_regression_no_new_connection_gets_in_while_the_hub_closes_sockets
                 await late.established()
         go_on.set()
         assert await spectator.closed(timeout=10) == 1012
+
+
+def listen_backlog(port: int) -> int:
+    """The listening socket's accept queue size, as the kernel reports it (`ss`: Send-Q)."""
+    lines = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return int(lines.split()[2])
+
+
+async def test_regression_the_listen_queue_takes_a_reconnect_storm(server: RunningServer) -> None:
+    """Issue 17 (bench/storm.py): with uvicorn's backlog of 2048, a 10k reconnect storm had
+    thousands of SYNs dropped, each client then waiting for TCP's retransmission (1 s, 3 s)."""
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert listen_backlog(server.port) == min(LISTEN_BACKLOG, somaxconn) > 2048
