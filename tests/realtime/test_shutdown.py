@@ -63,6 +63,9 @@ async def test_regression_no_new_connection_gets_in_while_the_hub_closes_sockets
         assert await spectator.closed(timeout=10) == 1012
 
 
+SOMAXCONN = int(Path("/proc/sys/net/core/somaxconn").read_text())  # the kernel's cap on any backlog
+
+
 def listen_backlog(port: int) -> int:
     """The listening socket's accept queue size, as the kernel reports it (`ss`: Send-Q)."""
     lines = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
@@ -72,5 +75,4 @@ def listen_backlog(port: int) -> int:
 async def test_regression_the_listen_queue_takes_a_reconnect_storm(server: RunningServer) -> None:
     """Issue 17 (bench/storm.py): with uvicorn's backlog of 2048, a 10k reconnect storm had
     thousands of SYNs dropped, each client then waiting for TCP's retransmission (1 s, 3 s)."""
-    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
-    assert listen_backlog(server.port) == min(LISTEN_BACKLOG, somaxconn) > 2048
+    assert listen_backlog(server.port) == min(LISTEN_BACKLOG, SOMAXCONN) > 2048
