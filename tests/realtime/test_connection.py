@@ -309,9 +309,9 @@ class StoredLog:
         self.last = last
         self.limits: list[int] = []
 
-    async def read(self, after: int, limit: int) -> list[tuple[int, str]]:
+    async def read(self, after: int, limit: int) -> list[tuple[int, Frame]]:
         self.limits.append(limit)
-        return [(i, text(i)) for i in range(after + 1, min(after + limit, self.last) + 1)]
+        return [(i, Frame(text(i))) for i in range(after + 1, min(after + limit, self.last) + 1)]
 
 
 async def test_the_replay_is_read_a_page_at_a_time_then_live_frames_follow(make: Harness) -> None:

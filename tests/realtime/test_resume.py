@@ -11,6 +11,7 @@ import pytest
 from matchcast.db import tables
 from matchcast.protocol import Event, match_room, tournament_room
 from matchcast.realtime import eventlog, retention
+from matchcast.realtime.recent import RECENT_EVENTS
 from matchcast.services import disputes
 from tests.support.factories import Tournament
 from tests.support.server import RunningServer
@@ -111,6 +112,78 @@ async def test_an_event_stored_but_never_broadcast_still_arrives_in_order(server
         events = await ws.events(2)
     assert [e["id"] for e in events] == [last + 1, last + 2]
     assert events[0]["data"]["started_at"] == "lost" and events[1]["type"] == "dispute_created"
+
+
+# -- replays from the room's recent events (realtime/recent.py) ----------------------------------
+
+
+def count_log_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record each read of the event log the resumes could make (the real reads still run)."""
+    reads: list[str] = []
+    for name in ("read_after", "oldest_id", "payload_bytes"):
+        real = getattr(eventlog, name)
+
+        async def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            reads.append(_name)
+            return await _real(*args)
+
+        monkeypatch.setattr(eventlog, name, counted)
+    return reads
+
+
+async def test_a_resume_within_the_rooms_recent_events_reads_nothing_from_the_log(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t, match = await server.factory.live_match()
+    async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as watcher:
+        seen = (await watcher.established())["last_event_id"]
+        for n in range(5):
+            await dispute(server, t, match, n)
+        await watcher.events(5)  # the room delivered them: they are its recent events
+        reads = count_log_reads(monkeypatch)
+        async with server.client(f"/ws/match/{match.id}/?last_event_id={seen}", server.guest_token()) as ws:
+            data = await ws.established()
+            replayed = await ws.events(5)
+    assert data["replay"] == "complete"
+    assert [e["id"] for e in replayed] == list(range(seen + 1, seen + 6))
+    assert [e["data"]["reason"] for e in replayed] == [f"reason {n}" for n in range(5)]
+    assert reads == []
+
+
+async def test_a_resume_older_than_the_recent_events_is_replayed_from_the_log_then_from_memory(
+    server: RunningServer,
+) -> None:
+    _t, match = await server.factory.live_match()  # events 1 and 2
+    room = match_room(match.id)
+    many = [Event("dispute_created", {"match_id": match.id, "n": n}, (room,)) for n in range(RECENT_EVENTS + 40)]
+    await eventlog.store(server.realtime.db, many)
+    last = 2 + len(many)
+    async with server.client(f"/ws/match/{match.id}/?last_event_id=2", server.guest_token()) as ws:
+        data = await ws.established()
+        replayed = await ws.events(len(many))
+    assert data["replay"] == "complete" and data["last_event_id"] == last
+    assert [e["id"] for e in replayed] == list(range(3, last + 1))
+    assert [e["data"]["n"] for e in replayed] == list(range(len(many)))
+
+
+async def test_a_resume_gets_events_stored_after_the_rooms_recent_ones_from_the_log(server: RunningServer) -> None:
+    server.realtime.hub.snapshots.ttl = 0  # every join reads the last id afresh: ahead of the room here
+    t, match = await server.factory.live_match()
+    async with server.client(f"/ws/match/{match.id}/", server.guest_token()) as watcher:
+        seen = (await watcher.established())["last_event_id"]
+        for n in range(3):
+            await dispute(server, t, match, n)
+        await watcher.events(3)
+        # Stored, not yet delivered by the room (in flight, or a lost PUB/SUB message): the
+        # resume's last_event_id covers them, and its replay reads them from the log.
+        lost = [Event("dispute_created", {"match_id": match.id, "n": n}, (match_room(match.id),)) for n in range(2)]
+        await eventlog.store(server.realtime.db, lost)
+        async with server.client(f"/ws/match/{match.id}/?last_event_id={seen + 1}", server.guest_token()) as ws:
+            data = await ws.established()
+            replayed = await ws.events(4)
+    assert data["replay"] == "complete" and data["last_event_id"] == seen + 5
+    assert [e["id"] for e in replayed] == list(range(seen + 2, seen + 6))
+    assert [e["data"].get("n") for e in replayed[2:]] == [0, 1]
 
 
 @pytest.mark.timeout(90)

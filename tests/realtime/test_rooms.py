@@ -292,3 +292,38 @@ async def test_delivered_reports_sockets_reached_and_publish_time() -> None:
     await room.receive(2, frame(2), 222)
     await room.receive(1, frame(1), 111)
     assert reports == [(2, 111), (2, 222)]
+
+
+# -- recent events (realtime/recent.py): what resumes replay from memory --------------------------
+
+
+async def test_delivered_events_become_the_rooms_recent_ones_the_same_frames_sent() -> None:
+    room, (socket,) = make_room(FakeLog(), FakeClock())
+    for event_id in (1, 2, 3):
+        await room.receive(event_id, frame(event_id), 0)
+    assert [(i, f.text) for i, f in room.recent.after(0, 10)] == socket.got
+
+
+async def test_start_at_keeps_the_stored_events_that_run_up_to_the_start() -> None:
+    room: Room[FakeReceiver] = Room(ROOM, FakeLog().read_log, GAP_WAIT, clock=FakeClock())
+    room.start_at(11, [(i, Frame(frame(i))) for i in range(5, 11)])
+    assert [i for i, _ in room.recent.after(4, 10)] == list(range(5, 11))
+    await room.receive(11, frame(11), 0)
+    assert room.recent.holds(11) and room.recent.holds(5)
+
+
+async def test_start_at_keeps_nothing_when_the_stored_events_stop_short_of_the_start() -> None:
+    room: Room[FakeReceiver] = Room(ROOM, FakeLog().read_log, GAP_WAIT, clock=FakeClock())
+    room.start_at(11, [(i, Frame(frame(i))) for i in range(5, 9)])  # 9 and 10 missing
+    assert len(room.recent) == 0
+
+
+async def test_a_skipped_hole_starts_the_recent_events_afresh() -> None:
+    clock = FakeClock()
+    room, (socket,) = make_room(FakeLog(), clock)
+    await room.receive(1, frame(1), 0)
+    await room.receive(3, frame(3), 0)  # 2 never committed
+    clock.advance(GAP_WAIT)
+    await room.fill_gap()
+    assert socket.ids == [1, 3]
+    assert not room.recent.holds(1) and room.recent.holds(3)

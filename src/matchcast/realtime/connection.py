@@ -36,7 +36,8 @@ log = logging.getLogger("matchcast.connection")
 CLOSE_GRACE = 5.0  # seconds a closing socket may take to take its last frames
 CONTROL = 0  # the id given to ping/pong/error/connection_established frames: never filtered
 REPLAY_PAGE = 200  # events read from the log at once for a replay (fewer when max_pending is small)
-ReadPage = Callable[[int, int], Awaitable[list[tuple[int, str]]]]  # (after, limit) -> [(id, frame)]
+# (after, limit) -> [(id, frame)], oldest first: from the room's recent events or the log (hub.py)
+ReadPage = Callable[[int, int], Awaitable[list[tuple[int, Frame]]]]
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ class Connection:
                     # Pruned since the resume was judged complete: a new resume will say "partial".
                     self.abort(WS_1011_INTERNAL_ERROR)
                     return
-                self.replay.extend(Frame(text) for event_id, text in rows if event_id <= replay.until)
+                self.replay.extend(frame for event_id, frame in rows if event_id <= replay.until)
                 after = rows[-1][0]
                 if not self.draining and not self.closing:
                     self._write()

@@ -31,10 +31,11 @@ from matchcast.protocol import (
 from matchcast.realtime import eventlog
 from matchcast.realtime.batching import ScoreBatcher, ScoreLedger
 from matchcast.realtime.broker import Broker, Subscription
-from matchcast.realtime.connection import CONTROL, Connection, Replay
+from matchcast.realtime.connection import CONTROL, Connection, ReadPage, Replay
 from matchcast.realtime.frames import Frame
 from matchcast.realtime.metrics import Metrics
 from matchcast.realtime.quotas import SharedBuckets, SocketQuota
+from matchcast.realtime.recent import RECENT_EVENTS
 from matchcast.realtime.retention import run_pruner
 from matchcast.realtime.rooms import Room
 from matchcast.realtime.snapshots import Read, SnapshotCache
@@ -173,8 +174,13 @@ class Hub:
         resume_from: int | None,
         welcome: dict[str, Any],
     ) -> None:
-        """Subscribe, then read the last id and the snapshot (shared with the sockets joining while the
-        room is quiet: realtime/snapshots.py) and the replay, then go live.
+        """Subscribe, then read the last id and the snapshot (shared with the sockets joining within
+        a second: realtime/snapshots.py) and the replay, then go live.
+
+        The socket gets the snapshot as of its last id, then every event after it: those the room
+        delivered before the socket was in it (a shared snapshot may be older than the room) and
+        those asked for by `resume_from` come as a replay, from the room's recent events or the
+        log; later ones come live.
 
         Nothing is written to the socket here: connection_established and the replay go through
         the connection's writer, so a client that does not read holds neither this task nor a
@@ -187,11 +193,21 @@ class Hub:
                 return await eventlog.last_id(self.db, conn.room), await snapshot()
 
         room = self.rooms.get(conn.room)  # gone if the socket already left
-        last, state = await (read() if room is None else self.snapshots.get(conn.room, room.next_id, read))
+        live_from = room.next_id if room is not None else 0  # the room offers it these from now on
+        last, state = await (read() if room is None else self.snapshots.get(conn.room, read))
         status = "complete"
+        replay_from = last
         if resume_from is not None and resume_from < last:
-            async with self.db.connection():
-                status = await self._replay_status(conn.room, resume_from, last)
+            from_recent = self._recent_replay_status(conn.room, resume_from, last)
+            if from_recent is not None:
+                status = from_recent
+            else:  # older than the room's recent events: the log decides
+                async with self.db.connection():
+                    status = await self._replay_status(conn.room, resume_from, last)
+            if status == "complete":
+                replay_from = resume_from
+        elif resume_from is not None:
+            replay_from = resume_from  # it holds more than the snapshot says: no event twice
         data = {
             **welcome,
             "server_time": int(time.time() * 1000),
@@ -201,16 +217,38 @@ class Hub:
             "state": state,
         }
         established = encode({"type": "connection_established", "data": data})
+        until = max(last, live_from - 1)
         replay = None
-        if status == "complete" and resume_from is not None and resume_from < last:
-            replay = Replay(self._page_reader(conn.room), resume_from, last, self.settings.heartbeat_timeout)
-        conn.start(after=last, first=[Frame(established)], replay=replay)
+        if replay_from < until:
+            replay = Replay(self._page_reader(conn.room), replay_from, until, self.settings.heartbeat_timeout)
+        conn.start(after=until, first=[Frame(established)], replay=replay)
 
-    def _page_reader(self, room: str) -> Callable[[int, int], Awaitable[list[tuple[int, str]]]]:
-        async def read(after: int, limit: int) -> list[tuple[int, str]]:
-            return [(event.id, event.frame) for event in await eventlog.read_after(self.db, room, after, limit)]
+    def _page_reader(self, name: str) -> ReadPage:
+        """A replay's pages: from the room's recent events while they hold the next one (no query,
+        and the frames already built), else from the log."""
+
+        async def read(after: int, limit: int) -> list[tuple[int, Frame]]:
+            room = self.rooms.get(name)
+            if room is not None:
+                held = room.recent.after(after, limit)
+                if held:
+                    return held
+            return [(event.id, Frame(event.frame)) for event in await eventlog.read_after(self.db, name, after, limit)]
 
         return read
+
+    def _recent_replay_status(self, name: str, after: int, last: int) -> str | None:
+        """The resume's status when the room's recent events decide it without a query, else None.
+
+        Held recent events are the log's, contiguous up to what the room delivered; anything newer
+        was stored after them and cannot be pruned yet, and what is held fits MAX_REPLAY_BYTES.
+        """
+        if last - after > self.settings.max_replay_events:
+            return "partial"
+        room = self.rooms.get(name)
+        if room is not None and room.recent.holds(after + 1):
+            return "complete"
+        return None
 
     async def _replay_status(self, room: str, after: int | None, last: int) -> str:
         """ "partial" when the events after `after` are pruned or too many, decided without reading them."""
@@ -234,7 +272,7 @@ class Hub:
             try:
                 async with self.broker.subscribe(room.name) as subscription:
                     if first:
-                        room.start_at(await eventlog.last_id(self.db, room.name) + 1)
+                        await self._start(room)
                         first = False
                     else:
                         self.metrics.broker_reconnects.inc()
@@ -255,6 +293,14 @@ class Hub:
                 else:  # back as soon as the broker is
                     await self.broker.wait_available(backoff)
                 backoff = min(backoff * 2, RESUBSCRIBE_MAX)
+
+    async def _start(self, room: Room[Connection]) -> None:
+        """Start delivering after the last stored id, with the events before it as the room's
+        recent ones: after a restart, everyone resuming replays them from memory."""
+        async with self.db.connection():
+            last = await eventlog.last_id(self.db, room.name)
+            stored = await eventlog.read_after(self.db, room.name, max(0, last - RECENT_EVENTS), RECENT_EVENTS)
+        room.start_at(last + 1, [(event.id, Frame(event.frame)) for event in stored if event.id <= last])
 
     @staticmethod
     async def _pump(room: Room[Connection], subscription: Subscription) -> None:

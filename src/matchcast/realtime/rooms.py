@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, Protocol, TypeVar
 
 from matchcast.realtime.eventlog import StoredEvent
 from matchcast.realtime.frames import Frame
+from matchcast.realtime.recent import RecentEvents
 
 log = logging.getLogger("matchcast.rooms")
 CATCH_UP_BATCH = 500
@@ -50,6 +51,7 @@ class Room(Generic[R]):
         "next_id",
         "read_log",
         "ready",
+        "recent",
         "task",
     )
 
@@ -72,9 +74,15 @@ class Room(Generic[R]):
         self.next_id = 1  # the id this room must deliver next
         self.ahead: dict[int, tuple[str, int]] = {}  # id -> (frame, published_ns), arrived early
         self.gap_deadline: float | None = None
+        self.recent = RecentEvents()  # the last events delivered, for resumes (realtime/recent.py)
 
-    def start_at(self, next_id: int) -> None:
+    def start_at(self, next_id: int, recent: Iterable[tuple[int, Frame]] = ()) -> None:
+        """Deliver from `next_id` on; `recent`: the stored events just before it, oldest first."""
         self.next_id = next_id
+        for event_id, frame in recent:
+            self.recent.add(event_id, frame)
+        if not self.recent.holds(next_id - 1):
+            self.recent.clear()  # it must run up to the newest delivered, or resumes would miss some
         self.ready.set()
 
     def wait(self) -> float | None:
@@ -130,6 +138,7 @@ class Room(Generic[R]):
             frame = Frame(text)  # encoded once for every socket (realtime/frames.py)
             for conn in self.connections:
                 conn.offer(self.next_id, frame)
+            self.recent.add(self.next_id, frame)
             if self.delivered is not None:
                 self.delivered(len(self.connections), published_ns)
             self.next_id += 1

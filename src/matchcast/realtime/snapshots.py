@@ -1,12 +1,14 @@
-"""One room snapshot and last event id, read once and shared by every socket that joins while
-nothing happens in the room.
+"""One room snapshot and last event id, read once and shared by every socket that joins within
+`ttl` seconds.
 
 A join storm (a deploy closes every socket 1012 and they all come back) otherwise reads the same
 snapshot from the database once per socket: those reads were over half of a join's server CPU.
-An entry is keyed on the room's next id to deliver, so any event the room delivers (published
-here or by another instance) makes the next join read afresh; a joiner given a cached entry is
-told its `last_event_id` and gets every later event from the room, exactly as if it had joined a
-moment earlier. What changes without an event in the room (a user renamed) is at most `ttl` old.
+A joiner given a shared read is told its `last_event_id` and then gets every later event, the
+ones the room delivered since from the room's recent events (realtime/recent.py), exactly as if it
+had joined when the read was made. Events used to start a new read, but in a storm of 10k joins
+with a score every half second each read waited behind the handshakes for seconds, and so did
+every join behind it (bench/storm.py). What changes without an event in the room (a user renamed)
+is at most `ttl` old.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ Read = tuple[int, dict[str, Any]]  # (last event id, snapshot)
 
 @dataclass
 class _Entry:
-    next_id: int  # the room's next id to deliver when the read began
     expires: float
     read: asyncio.Future[Read]
 
@@ -34,13 +35,13 @@ class SnapshotCache:
         self.ttl = ttl
         self._entries: dict[str, _Entry] = {}
 
-    async def get(self, room: str, next_id: int, read: Callable[[], Awaitable[Read]]) -> Read:
-        """The room's (last id, snapshot): a read still valid for `next_id`, or a new one that
-        the joins arriving meanwhile share. A failed read is not kept: the next join retries."""
+    async def get(self, room: str, read: Callable[[], Awaitable[Read]]) -> Read:
+        """The room's (last id, snapshot): a read begun within `ttl`, or a new one that the joins
+        arriving meanwhile share. A failed read is not kept: the next join retries."""
         now = time.monotonic()
         entry = self._entries.get(room)
-        if entry is None or entry.next_id != next_id or entry.expires <= now or _failed(entry.read):
-            entry = _Entry(next_id, now + self.ttl, asyncio.ensure_future(read()))
+        if entry is None or entry.expires <= now or _failed(entry.read):
+            entry = _Entry(now + self.ttl, asyncio.ensure_future(read()))
             entry.read.add_done_callback(_retrieve)
             self._entries[room] = entry
         # shielded: a joiner that leaves mid-read does not cancel the others' read
