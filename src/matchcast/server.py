@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess, multiprocess
 
 from matchcast.app import create_app
@@ -18,7 +20,11 @@ from matchcast.settings import Settings
 from matchcast.web.handshake import HeadTimeoutProtocol
 
 log = logging.getLogger("matchcast.server")
-LISTEN_BACKLOG = 4096  # connections the kernel queues before accept (see config() below)
+LISTEN_BACKLOG = 4096  # connections the kernel queues before accept, per listening socket (config())
+# Listening sockets on the one port (SO_REUSEPORT), each with its own accept queue: the kernel caps a
+# queue at net.core.somaxconn (4096 by default), and a 10k reconnect storm overflowed one, each
+# dropped client then waiting for its SYN's retransmission (1 s, 3 s, 7 s: bench/storm.py).
+LISTEN_SOCKETS = 4
 # uvicorn's wsproto protocol, cheaper per connection (web/websocket_protocol.py). Not
 # websockets-sansio (uvicorn's default): it never answers a handshake of 8 KB or more
 # (shared/dependencies.md pitfall 11), and its joins cost no less.
@@ -79,6 +85,10 @@ class Server(uvicorn.Server):
         self.gc_tuner = GcTuner(lambda: len(self.server_state.connections)) if tune_gc else None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        config = self.config
+        if sockets is None and config.fd is None and config.uds is None:
+            # Bound now, listening only once uvicorn has run the lifespan, as it would itself.
+            sockets = bound_sockets(config.host, config.port, LISTEN_SOCKETS)
         await super().startup(sockets)
         if self.gc_tuner is not None and not self.should_exit:
             self.gc_tuner.start()
@@ -105,15 +115,40 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def bound_sockets(host: str | None, port: int, count: int) -> list[socket.socket]:
+    """`count` TCP sockets bound to one port with SO_REUSEPORT, not listening yet (until then
+    connects are refused): the kernel spreads new connections over them once they listen.
+
+    Port 0 takes a free port for the first and binds the rest to it.
+    """
+    family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
+    bound: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host or "0.0.0.0", port))
+            port = sock.getsockname()[1]
+            sock.set_inheritable(True)  # for the worker processes
+    except OSError as exc:
+        for sock in bound:
+            sock.close()
+        log.error("cannot listen on %s:%s: %s", host, port, exc)
+        sys.exit(STARTUP_FAILURE)
+    return bound
+
+
 def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     if workers <= 1:
         Server(config(create_app(settings), settings, host, port), tune_gc=True).run()
         return
     cfg = config("matchcast.server:app_from_env", settings, host, port, factory=True, workers=workers)
-    sock = cfg.bind_socket()
+    sockets = bound_sockets(host, port, LISTEN_SOCKETS)
     # uvicorn's supervisor builds every worker (and each replacement) from this module-level name.
     multiprocess.Process = Worker  # type: ignore[misc]
-    Multiprocess(cfg, sockets=[sock]).run()
+    Multiprocess(cfg, sockets=sockets).run()
 
 
 class Worker(multiprocess.Process):

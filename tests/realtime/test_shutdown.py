@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
+from uvicorn.config import STARTUP_FAILURE
 
-from matchcast.server import LISTEN_BACKLOG
+from matchcast.server import LISTEN_BACKLOG, LISTEN_SOCKETS, bound_sockets
 from matchcast.settings import RateLimit
 from tests.support.server import RunningServer
 
@@ -66,13 +68,51 @@ async def test_regression_no_new_connection_gets_in_while_the_hub_closes_sockets
 SOMAXCONN = int(Path("/proc/sys/net/core/somaxconn").read_text())  # the kernel's cap on any backlog
 
 
-def listen_backlog(port: int) -> int:
-    """The listening socket's accept queue size, as the kernel reports it (`ss`: Send-Q)."""
+def listen_backlogs(port: int) -> list[int]:
+    """The accept queue size of each socket listening on `port`, as the kernel reports it (`ss`: Send-Q)."""
     lines = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
-    return int(lines.split()[2])
+    return [int(line.split()[2]) for line in lines.splitlines()]
 
 
-async def test_regression_the_listen_queue_takes_a_reconnect_storm(server: RunningServer) -> None:
-    """Issue 17 (bench/storm.py): with uvicorn's backlog of 2048, a 10k reconnect storm had
-    thousands of SYNs dropped, each client then waiting for TCP's retransmission (1 s, 3 s)."""
-    assert listen_backlog(server.port) == min(LISTEN_BACKLOG, SOMAXCONN) > 2048
+async def test_regression_the_listen_queues_take_a_reconnect_storm(server: RunningServer) -> None:
+    """Issue 17 (bench/storm.py): with uvicorn's one socket and backlog of 2048, a 10k reconnect
+    storm had thousands of SYNs dropped, each client then waiting for TCP's retransmission (1 s,
+    3 s, 7 s); at 4096, the kernel's cap, still over a thousand. Now several sockets share the
+    port, each with its own queue."""
+    assert LISTEN_SOCKETS * min(LISTEN_BACKLOG, SOMAXCONN) >= 10_000
+    assert listen_backlogs(server.port) == [min(LISTEN_BACKLOG, SOMAXCONN)] * LISTEN_SOCKETS
+
+
+def test_the_kernel_spreads_connections_over_the_listening_sockets() -> None:
+    listeners = bound_sockets("127.0.0.1", 0, LISTEN_SOCKETS)
+    port = listeners[0].getsockname()[1]
+    clients: list[socket.socket] = []
+    try:
+        for sock in listeners:
+            sock.listen(LISTEN_BACKLOG)
+        for _ in range(200):  # nobody accepts: each waits in the queue of the socket it hashed to
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        waiting = listen_queue_lengths(port)
+    finally:
+        for sock in clients + listeners:
+            sock.close()
+    assert sum(waiting) == 200
+    assert len(waiting) == LISTEN_SOCKETS and min(waiting) > 0, waiting
+
+
+def listen_queue_lengths(port: int) -> list[int]:
+    """Connections waiting for accept on each socket listening on `port` (`ss`: Recv-Q)."""
+    lines = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return [int(line.split()[1]) for line in lines.splitlines()]
+
+
+def test_a_port_in_use_is_a_clear_start_up_failure() -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            bound_sockets("127.0.0.1", taken.getsockname()[1], LISTEN_SOCKETS)
+    finally:
+        taken.close()
+    assert exited.value.code == STARTUP_FAILURE
