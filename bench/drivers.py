@@ -51,7 +51,7 @@ async def _open(url: str, token: str) -> tuple[ClientConnection, dict[str, Any]]
     """A socket admitted to its room, and its connection_established data."""
     async with asyncio.timeout(CONNECT_TIMEOUT):
         ws = await connect(
-            f"{url}?token={token}", compression=None, ping_interval=None, close_timeout=1, max_queue=None
+            f"{url}?token={token}", compression=None, ping_interval=None, close_timeout=1, max_queue=None, proxy=None
         )
         first = await ws.recv()
     frame = json.loads(first)

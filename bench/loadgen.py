@@ -129,6 +129,7 @@ class Worker:
                     close_timeout=1,
                     max_queue=64,
                     open_timeout=CONNECT_TIMEOUT,
+                    proxy=None,  # websockets reads every proxy variable of the environment per connect
                 )
                 first = await ws.recv()
         except Exception as exc:  # refused, timed out, closed: counted, the run goes on
@@ -216,7 +217,9 @@ class Worker:
 
     async def cmd_participant(self, group: str, url: str, role: str | None) -> None:
         async with asyncio.timeout(CONNECT_TIMEOUT):
-            ws = await connect(url, compression=None, ping_interval=None, close_timeout=1, open_timeout=CONNECT_TIMEOUT)
+            ws = await connect(
+                url, compression=None, ping_interval=None, close_timeout=1, open_timeout=CONNECT_TIMEOUT, proxy=None
+            )
             first = await ws.recv()
         if '"connection_established"' not in str(first)[:40] or (role and f'"role":"{role}"' not in str(first)):
             raise RuntimeError(f"the participant was not admitted as a participant: {str(first)[:300]}")

@@ -35,7 +35,15 @@ def close_code(exc: ConnectionClosed) -> int:
 async def open_socket(url: str) -> tuple[ClientConnection, dict[str, Any]]:
     """A connection and its connection_established data; raises what the handshake raised."""
     ws = await connect(
-        url, compression=None, ping_interval=None, close_timeout=1, max_queue=64, open_timeout=CONNECT_TIMEOUT
+        url,
+        compression=None,
+        ping_interval=None,
+        close_timeout=1,
+        max_queue=64,
+        open_timeout=CONNECT_TIMEOUT,
+        # Not looked up: websockets reads the environment's proxy variables on every connect, which
+        # was most of a 10k storm's client CPU while the server sat idle.
+        proxy=None,
     )
     try:
         first = await asyncio.wait_for(ws.recv(), CONNECT_TIMEOUT)
@@ -83,9 +91,10 @@ class PortGate:
 class Link:
     """One connection of a spectator: when it was established, when it had caught up, how it ended."""
 
-    __slots__ = ("closed", "established_ns", "replay", "resumed_ns", "start", "target")
+    __slots__ = ("attempted_ns", "closed", "established_ns", "replay", "resumed_ns", "start", "target")
 
-    def __init__(self, established_ns: int, target: int, start: int, replay: str) -> None:
+    def __init__(self, attempted_ns: int, established_ns: int, target: int, start: int, replay: str) -> None:
+        self.attempted_ns = attempted_ns  # when the attempt that made it began (its TCP connect)
         self.established_ns = established_ns
         self.target = target  # the room's last event id when it was established
         self.start = start  # index of its first event in the spectator's log
@@ -171,6 +180,7 @@ class Crowd:
         query = f"?token={s.token}"
         if s.links and self.resume:
             query += f"&last_event_id={s.last}"
+        attempted = time.monotonic_ns()
         try:
             ws, data = await open_socket(self.url + query)
         except ConnectionRefusedError:
@@ -183,7 +193,7 @@ class Crowd:
             s.failures[type(exc).__name__] += 1
         else:
             now = time.monotonic_ns()
-            link = Link(now, int(data["last_event_id"]), len(s.ids), str(data.get("replay")))
+            link = Link(attempted, now, int(data["last_event_id"]), len(s.ids), str(data.get("replay")))
             if not s.links:
                 s.first, s.last = link.target + 1, link.target
             if s.last >= link.target:
@@ -264,6 +274,7 @@ def summary(s: Spectator, final_id: int, since_ns: int) -> dict[str, Any]:
         "resumed_ns": last.resumed_ns if last in after and last.closed is None else 0,
         "established_ns": after[-1].established_ns if after else 0,
         "first_established_ns": after[0].established_ns if after else 0,
+        "attempted_ns": after[-1].attempted_ns if after else 0,
         "replayed": sum(1 for link in after for event_id in s.ids[link.start :] if event_id <= link.target),
         "partial": any(link.replay != "complete" for link in after),
         "attempts": s.attempts,

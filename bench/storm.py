@@ -209,6 +209,10 @@ def figures(clients: list[dict[str, Any]], times: dict[str, int]) -> dict[str, A
     answer_ns = times["answer_ns"]
     resumes = [(c["resumed_ns"] - answer_ns) / 1e9 for c in clients if c["resumed_ns"]]
     connects = [(c["established_ns"] - answer_ns) / 1e9 for c in clients if c["established_ns"]]
+    # When the attempt that got each client in began: a late start is the client's own wait (a
+    # refused connect, its retry), a long attempt is the server's (or its kernel's) queue.
+    attempted = [(c["attempted_ns"] - answer_ns) / 1e9 for c in clients if c["established_ns"]]
+    handshakes = [(c["established_ns"] - c["attempted_ns"]) / 1e9 for c in clients if c["established_ns"]]
     closes: Counter[int] = Counter()
     failures: Counter[str] = Counter()
     for c in clients:
@@ -226,6 +230,9 @@ def figures(clients: list[dict[str, Any]], times: dict[str, int]) -> dict[str, A
         # Handshakes completed in each second after answering: waves 1, 3, 7, 15 s... are SYNs retried
         # by the clients' kernels after the listen queue overflowed.
         "connects_per_second": per_second(connects),
+        "attempts_began_per_second": per_second(attempted),
+        "handshake_p50_seconds": percentile(handshakes, 50),
+        "handshake_max_seconds": max(handshakes, default=None),
         "closed_1011": sum(1 for c in clients if 1011 in c["closes"]),
         "close_at_sigterm": dict(Counter(c["closes"][0] if c["closes"] else None for c in clients)),
         "closes": dict(closes),
@@ -268,6 +275,11 @@ def table(result: dict[str, Any]) -> str:
             f"{shown(result['connect_p50_seconds'])} / {shown(result['connected_seconds'])}",
         ),
         ("  handshakes completed per second", result["connects_per_second"]),
+        ("  their attempts began per second", result["attempts_began_per_second"]),
+        (
+            "  attempt -> connection_established p50 / max",
+            f"{shown(result['handshake_p50_seconds'])} / {shown(result['handshake_max_seconds'])}",
+        ),
         (
             "listen queue overflows / drops (machine)",
             "{ListenOverflows} / {ListenDrops}".format(**result["listen_queue_drops"]),
