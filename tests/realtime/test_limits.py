@@ -8,10 +8,10 @@ import socket
 import pytest
 from websockets.asyncio.client import connect
 
-from matchcast.services import matches
 from matchcast.settings import RateLimit
 from tests.support.databases import dump
 from tests.support.server import Client, RunningServer
+from tests.web.helpers import organizer
 
 
 @pytest.mark.parametrize("overrides", [{"max_message_bytes": 1024}])
@@ -64,7 +64,6 @@ async def test_a_client_within_the_rate_is_never_limited(server: RunningServer) 
 @pytest.mark.parametrize("overrides", [{"max_pending": 8}])
 async def test_a_client_that_does_not_read_is_closed_4009_and_nobody_waits(server: RunningServer) -> None:
     t = await server.factory.seeded(256)  # every cancellation sends the whole bracket (~50 KB)
-    first_round = [m for m in await matches.matches_of(server.realtime.db, t.id) if m.round == 1]
     # A reader with a tiny receive buffer that stops reading: the server's socket fills up.
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
@@ -77,14 +76,13 @@ async def test_a_client_that_does_not_read_is_closed_4009_and_nobody_waits(serve
         stalled = Client(stalled_ws)
         await stalled.established()
         await healthy.established()
-        cancelled = 0
-        for match in first_round:
-            await matches.cancel_match(server.realtime.db, server.realtime.hub, t.organizer, match.id)
-            cancelled += 1
-            # the healthy spectator keeps up the whole time
-            assert (await healthy.recv_type("bracket_updated", timeout=2))["data"]["tournament_id"] == t.id
-            if any(c.closing for c in server.realtime.hub.connections()):
-                break
+        async with organizer(server.http, t.organizer.username) as browser:
+            for match_id in await browser.match_ids(t.id, round=1):
+                await browser.post(f"/organize/matches/{match_id}/cancel")
+                # the healthy spectator keeps up the whole time
+                assert (await healthy.recv_type("bracket_updated", timeout=2))["data"]["tournament_id"] == t.id
+                if any(c.closing for c in server.realtime.hub.connections()):
+                    break
         assert any(c.close_code == 4009 for c in server.realtime.hub.connections()), "never closed"
         assert await stalled.closed(timeout=30) == 4009
 

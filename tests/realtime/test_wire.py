@@ -17,11 +17,12 @@ from websockets.asyncio.client import connect
 
 from matchcast.protocol import tournament_room
 from matchcast.realtime import eventlog
-from matchcast.services import matches
 from matchcast.settings import RateLimit
 from matchcast.web.wire import TransportWire, UvicornWire
 from tests.support.databases import sqlite_url
+from tests.support.factories import Tournament
 from tests.support.server import Client, RunningServer, running_server, test_settings
+from tests.web.helpers import organizer
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -82,10 +83,12 @@ def stalled_socket(server: RunningServer) -> socket.socket:
     return sock
 
 
-async def cancel_first_round(server: RunningServer, tournament_id: int, organizer: Any, count: int) -> None:
-    first_round = [m for m in await matches.matches_of(server.realtime.db, tournament_id) if m.round == 1]
-    for match in first_round[:count]:  # each sends the whole bracket (~50 KB): transports pause
-        await matches.cancel_match(server.realtime.db, server.realtime.hub, organizer, match.id)
+async def cancel_first_round(server: RunningServer, t: Tournament, count: int) -> None:
+    """The organizer cancels `count` first-round matches with the manage page's form."""
+    async with organizer(server.http, t.organizer.username) as browser:
+        for match_id in (await browser.match_ids(t.id, round=1))[:count]:
+            # each sends the whole bracket (~50 KB): transports pause
+            await browser.post(f"/organize/matches/{match_id}/cancel")
 
 
 async def event_ids(client: Client, until: int) -> list[int]:
@@ -113,7 +116,7 @@ async def test_a_client_that_pauses_then_reads_gets_every_event_once_in_order(se
         # The paused client's frames queue behind its full transport (the ASGI send waits there)
         # once its kernel buffers (up to 4 MB) are full, while the steady one keeps taking them
         # straight off the wire; then it reads them all.
-        await cancel_first_round(server, t.id, t.organizer, 128)
+        await cancel_first_round(server, t, 128)
         last = await eventlog.last_id(server.realtime.db, tournament_room(t.id))
         steady_ids = await event_ids(steady, last)
         assert any(conn.writer is not None for conn in server.realtime.hub.connections()), "never paused"
@@ -137,11 +140,12 @@ async def test_a_client_that_does_not_read_is_closed_4009_and_the_others_are_not
         await stalled.established()
         first = (await healthy.established())["last_event_id"]
         assert_wires(server, path)
-        first_round = [m for m in await matches.matches_of(server.realtime.db, t.id) if m.round == 1]
-        for match in first_round:  # max_pending is 64: the stalled client falls that far behind
-            await matches.cancel_match(server.realtime.db, server.realtime.hub, t.organizer, match.id)
-            if any(conn.close_code == 4009 for conn in server.realtime.hub.connections()):
-                break
+        # max_pending is 64: the stalled client falls that far behind within the first round.
+        async with organizer(server.http, t.organizer.username) as browser:
+            for match_id in await browser.match_ids(t.id, round=1):
+                await browser.post(f"/organize/matches/{match_id}/cancel")
+                if any(conn.close_code == 4009 for conn in server.realtime.hub.connections()):
+                    break
         assert any(conn.close_code == 4009 for conn in server.realtime.hub.connections()), "never closed"
         assert await stalled.closed(timeout=30) == 4009
         last = await eventlog.last_id(server.realtime.db, tournament_room(t.id))
