@@ -21,10 +21,14 @@ from matchcast.web.handshake import HeadTimeoutProtocol
 
 log = logging.getLogger("matchcast.server")
 LISTEN_BACKLOG = 4096  # connections the kernel queues before accept, per listening socket (config())
-# Listening sockets on the one port (SO_REUSEPORT), each with its own accept queue: the kernel caps a
-# queue at net.core.somaxconn (4096 by default), and a 10k reconnect storm overflowed one, each
-# dropped client then waiting for its SYN's retransmission (1 s, 3 s, 7 s: bench/storm.py).
-LISTEN_SOCKETS = 4
+# Listening sockets on the one port (SO_REUSEPORT), for two limits a reconnect storm hits
+# (bench/storm.py, docs/performance.md):
+# - uvloop's libuv accepts one connection per listening socket per loop iteration (libuv PR 3696).
+#   With one socket, while the loop fanned out scores to 10k sockets, the accept queue drained at
+#   under 1000 connections a second, the server partly idle and 5000 clients waiting in the queue.
+# - The kernel caps each accept queue at net.core.somaxconn (4096 by default): one queue overflowed,
+#   each dropped client then waiting for its SYN's retransmission (1 s, 3 s, 7 s).
+LISTEN_SOCKETS = 16
 # uvicorn's wsproto protocol, cheaper per connection (web/websocket_protocol.py). Not
 # websockets-sansio (uvicorn's default): it never answers a handshake of 8 KB or more
 # (shared/dependencies.md pitfall 11), and its joins cost no less.
