@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 
@@ -91,6 +91,9 @@ class AsgiOnly:
     def write(self, frame: Frame) -> bool:
         return False
 
+    def write_all(self, frames: Sequence[Frame]) -> bool:
+        return False
+
     def cut(self) -> None:
         self.cuts += 1
 
@@ -102,6 +105,14 @@ class FakeWire(AsgiOnly):
         if self.socket.fail_sends or not self.socket.reading:
             return False
         self.socket.sent.append(unframe(frame.wire))
+        self.writes += 1
+        return True
+
+    def write_all(self, frames: Sequence[Frame]) -> bool:
+        """Like a transport, takes the whole batch while the client reads, however long."""
+        if self.socket.fail_sends or not self.socket.reading:
+            return False
+        self.socket.sent.extend(unframe(frame.wire) for frame in frames)
         self.writes += 1
         return True
 
@@ -324,6 +335,22 @@ async def test_the_replay_is_read_a_page_at_a_time_then_live_frames_follow(make:
     assert socket.sent == [ESTABLISHED_TEXT, *(text(i) for i in range(1, 52))]
     assert max(log.limits) <= 4  # half of max_pending at a time
     assert not conn.closing
+
+
+@pytest.mark.parametrize("make", ["wire"], indirect=True)
+async def test_on_the_wire_a_replays_pages_and_queued_live_frames_go_in_one_write_each(make: Harness) -> None:
+    conn, socket = make(max_pending=64)
+    log = StoredLog(40)
+    for event_id in (39, 40, 41, 42):  # live while the replay is read: 39 and 40 are in it
+        conn.offer(event_id, event(event_id))
+    conn.offer(CONTROL, Frame("ping"))
+    conn.start(after=40, first=[ESTABLISHED], replay=Replay(log.read, 0, 40, stall=1.0))
+    await until(lambda: len(socket.sent) == 44)
+    assert socket.sent == [ESTABLISHED_TEXT, *(text(i) for i in range(1, 41)), text(41), text(42), "ping"]
+    # connection_established, the replay's page of 32 (half of max_pending), its page of 8, then
+    # the live frames queued behind them: four writes for 44 frames.
+    assert make.wires[0].writes == 4
+    assert conn.after == 42 and conn.taken == 44
 
 
 async def test_regression_a_client_that_does_not_take_its_replay_is_closed_4009_holding_at_most_max_pending(

@@ -67,6 +67,11 @@ class Wire(Protocol):
         it cannot now (paused by flow control, closing, no transport it knows)."""
         ...
 
+    def write_all(self, frames: Sequence[Frame]) -> bool:
+        """As `write`, for all of `frames` in one write to the transport (one system call, where a
+        frame each would make one each), or for none of them."""
+        ...
+
     def cut(self) -> None:
         """Drop the TCP connection at once, unsent data and all."""
         ...
@@ -78,6 +83,9 @@ class NoWire:
     __slots__ = ()
 
     def write(self, frame: Frame) -> bool:
+        return False
+
+    def write_all(self, frames: Sequence[Frame]) -> bool:
         return False
 
     def cut(self) -> None:
@@ -261,6 +269,13 @@ class Connection:
         try:
             while True:
                 if self.replay:  # connection_established and the replay go before live frames
+                    if len(self.replay) > 1 and wire.write_all(self.replay):
+                        # A replay's page in one write: a resuming client's frames cost one
+                        # system call, not one each (a reconnect storm is thousands of them).
+                        self.taken += len(self.replay)
+                        self.replay.clear()
+                        self._taken()
+                        continue
                     frame = self.replay.popleft()
                     self._taken()
                     if not wire.write(frame):
@@ -269,6 +284,8 @@ class Connection:
                     continue
                 if self.replaying or not self.backlog:
                     break  # the feeder starts the writer again with its next page
+                if len(self.backlog) > 1 and self._write_backlog(wire):
+                    continue
                 event_id, frame = self.backlog.popleft()
                 self._taken()
                 if event_id != CONTROL:
@@ -284,6 +301,18 @@ class Connection:
         finally:
             self.writer = None
             self.draining = False
+
+    def _write_backlog(self, wire: Wire) -> bool:
+        """Every queued live frame not already sent, in one write; False (nothing changed) if the
+        wire cannot take them now."""
+        fresh = [(event_id, frame) for event_id, frame in self.backlog if event_id == CONTROL or event_id > self.after]
+        if not fresh or not wire.write_all([frame for _, frame in fresh]):
+            return False
+        self.backlog.clear()
+        self._taken()
+        self.after = max(self.after, *(event_id for event_id, _ in fresh))
+        self.taken += len(fresh)
+        return True
 
     def abort(self, code: int, drain: bool = False) -> None:
         """Close from synchronous code (the hub's fan-out, the heartbeat, the rate limit).

@@ -13,6 +13,7 @@ waits for the transport as it always did. Where the protocol object is not one o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -38,6 +39,9 @@ class TransportWire:
     def write(self, frame: Frame) -> bool:
         return False
 
+    def write_all(self, frames: Sequence[Frame]) -> bool:
+        return False
+
     def cut(self) -> None:
         # asyncio's abort() drops the buffers a plain close() waits to flush to a client that does
         # not read; uvloop's transports are not asyncio's classes, so it is looked up by name.
@@ -54,14 +58,24 @@ class UvicornWire(TransportWire):
         self.protocol = protocol
 
     def write(self, frame: Frame) -> bool:
+        if not self._open():
+            return False
+        self.transport.write(frame.wire)
+        return True
+
+    def write_all(self, frames: Sequence[Frame]) -> bool:
+        if not self._open():
+            return False
+        self.transport.write(b"".join([frame.wire for frame in frames]))
+        return True
+
+    def _open(self) -> bool:
+        """A data frame may go out now: not closing (the send raises as it should), not paused
+        (the send waits for room)."""
         protocol = self.protocol
         if protocol.close_sent or protocol.disconnected or not protocol.writable.is_set():
-            return False  # closing (the send raises as it should), or paused: the send waits for room
-        transport = self.transport
-        if transport.is_closing():
             return False
-        transport.write(frame.wire)
-        return True
+        return not self.transport.is_closing()
 
 
 def wire_of(websocket: WebSocket) -> Wire:
