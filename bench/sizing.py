@@ -86,9 +86,9 @@ def size(
     frame, receive = model["frame_us"] / 1e6, model["receive_us"] / 1e6
     join = model["join_us"]["guest"] / 1e6
     per_core = {
-        "cpu": (utilization - rate * receive) / (rate * frame),
-        "latency": budget / frame,
-        "storm": storm / join,
+        "cpu": _ratio(utilization - rate * receive, rate * frame),
+        "latency": _ratio(budget, frame),
+        "storm": _ratio(storm, join),
     }
     # A bound the measurements cannot give (tiny smoke sizes: a noise-level or negative f) drops out.
     instances = {why: math.ceil(spectators / n) for why, n in per_core.items() if n > 0 and math.isfinite(n)}
@@ -133,6 +133,11 @@ def size(
 
 
 # -- the printed report ---------------------------------------------------------------------------------
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator, or infinity where a smoke run's cost rounds to zero CPU ticks."""
+    return numerator / denominator if denominator > 0 else math.inf
 
 
 def _n(value: float, digits: int = 1) -> str:

@@ -81,3 +81,17 @@ def test_the_model_sizes_a_final_by_its_tightest_bound() -> None:
     assert found["postgres"]["statements_per_s"] == 20
     assert found["postgres"]["storm_statements_per_s"] == {"guest": 10_000, "user": 20_000}
     assert math.isclose(found["storm_seconds"], 10.0)
+
+
+def test_a_cost_that_rounds_to_zero_cpu_ticks_drops_out_of_the_sizing() -> None:
+    # A smoke run's few guest joins can cost less than one CPU tick: that bound is unmeasured, not a crash.
+    model: dict[str, Any] = {
+        "frame_us": 20.0,
+        "receive_us": 1000.0,
+        "join_us": {"guest": 0.0, "user": 0.0},
+        "per_event": {},
+        "per_join": {"guest": {}, "user": {}},
+    }
+    found = sizing.size(model, 100_000, rate=2.0, utilization=0.7, budget=0.25, storm=10.0)
+    assert found["spectators_per_core"]["storm"] == math.inf
+    assert "storm" not in found["instances_for"] and found["bound_by"] == "latency"
