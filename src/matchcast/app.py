@@ -68,6 +68,16 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
     )
     deadlines = DeadlineTimer(db, dispatcher, settings.deadline_max_sleep)
 
+    async def publish_unlogged(quiet_for: timedelta, after: float) -> None:
+        await asyncio.sleep(after)
+        try:
+            recovered = await recovery.publish_unlogged_scores(db, deadlines, quiet_for)
+        except DATABASE_DOWN as exc:  # the next start looks again
+            log.warning("could not look for scores stored but never logged: %s", exc)
+            return
+        if recovered:
+            log.warning("published %d score(s) stored but never logged (an instance was killed)", recovered)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if migrate:
@@ -76,17 +86,19 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
         await db.open_pool()
         await broker.connect()
         await hub.start()
-        # Scores a killed instance stored inside a batching window but never logged (recovery.py).
+        # Scores a killed instance stored inside a batching window but never logged (recovery.py):
+        # those quiet for long enough now, and, once that long has passed, those stored just before.
         quiet_for = timedelta(milliseconds=UNLOGGED_QUIET_WINDOWS * settings.score_batch_window_ms)
-        recovered = await recovery.publish_unlogged_scores(db, deadlines, quiet_for)
-        if recovered:
-            log.warning("published %d score(s) stored but never logged (an instance was killed)", recovered)
+        await publish_unlogged(quiet_for, after=0.0)
+        recheck = asyncio.create_task(publish_unlogged(quiet_for, after=quiet_for.total_seconds()))
         deadlines.start()
         dispatcher.start()
         log.info("matchcast ready (database %s, broadcast %s)", db.url.scheme, settings.broadcast_url.split(":")[0])
         try:
             yield
         finally:
+            recheck.cancel()
+            await asyncio.gather(recheck, return_exceptions=True)
             await deadlines.stop()
             await dispatcher.stop()
             await hub.stop()
