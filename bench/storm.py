@@ -19,6 +19,7 @@ throughout (bench/dbconns.py). `python -m bench.storm --help` for the command.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -37,6 +38,9 @@ from bench.dbconns import ConnectionSampler
 from bench.loadgen import CONNECT_TIMEOUT, LoadGenerator, raise_open_files_limit
 from bench.procstat import cpu_seconds
 from bench.restarting import RestartingServer
+from bench.resuming import open_socket
+from matchcast.security import create_guest_token
+from matchcast.settings import Settings
 
 SIGTERM_CLOSE = 1012  # the contract's close code of a graceful shutdown
 
@@ -48,7 +52,7 @@ class Plan:
     interval: float = 0.5  # seconds between the participant's scores (a batching window is 0.1)
     processes: int = 4  # spectator processes of the load generator
     concurrency: int = 32  # first connections in flight per process (the storm itself: all at once)
-    late: float = 0.0  # share of spectators that reconnect only after a score was stored past the restart
+    late: float = 0.0  # share of spectators that reconnect only once a join is told of a score stored past the restart
     resume: bool = True  # False: reconnect without last_event_id (checks that the verification fails)
     tail_events: int = 3  # score events after the last resume, before the last score
     timeout: float = 120.0  # seconds the resume may take before the run stops waiting
@@ -105,6 +109,22 @@ def measure(plan: Plan, cpus: tuple[list[int] | None, list[int] | None] = (None,
     return result
 
 
+def joined_after(url: str, secret: str, event_id: int, timeout: float) -> None:
+    """Wait until a guest joining the room is told a `last_event_id` of at least `event_id`."""
+
+    async def probe() -> None:
+        token = create_guest_token(secret, 3600)
+        async with asyncio.timeout(timeout):
+            while True:
+                ws, data = await open_socket(f"{url}?token={token}")
+                await ws.close()
+                if int(data["last_event_id"]) >= event_id:
+                    return
+                await asyncio.sleep(0.05)  # the room's shared snapshot is renewed within a second
+
+    asyncio.run(probe())
+
+
 def read_log(log: Path, result: dict[str, Any], keep: Path | None) -> None:
     """The GC summary of each run of the server (the stopped one, then the restarted one); a copy in `keep`."""
     if not log.exists():
@@ -148,6 +168,9 @@ def storm(plan: Plan, server: RestartingServer, load: LoadGenerator, sampler: Co
     stored_after_ns = 0
     if plan.late:  # released once a score is stored past the restart: their resume has events to replay
         stored_after_ns = load.on_driver("score_after", plan.timeout, after_ns=times["exit_ns"], seconds=plan.timeout)
+        # ... and once a join's snapshot holds it: a snapshot shared since before it would hand
+        # them the score as a replay even without last_event_id (realtime/snapshots.py).
+        joined_after(server.match_url, server.secret, load.on_driver("score_last_id"), plan.timeout)
         load.broadcast("crowd_release")
     resumed = wait_resumed(load, times["exit_ns"], connected, plan.timeout)
     all_resumed_ns = time.monotonic_ns()
@@ -201,7 +224,15 @@ def storm(plan: Plan, server: RestartingServer, load: LoadGenerator, sampler: Co
         }
     )
     result["max_db_connections"] = result["db_connections"]["storm"]["connections"]
+    result["db_connection_limit"] = db_connection_limit(plan.stack)
     return result
+
+
+def db_connection_limit(stack: str) -> int:
+    """What the server may hold at most: its pool, plus on SQLite the writer's own connection
+    (db/database.py), so the storm's bound is the pool's, not the size of the storm."""
+    pool = Settings().database_pool_size  # the storm's server runs with the default
+    return pool + 1 if stack.endswith("sqlite") else pool
 
 
 def figures(clients: list[dict[str, Any]], times: dict[str, int]) -> dict[str, Any]:

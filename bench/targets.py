@@ -27,6 +27,7 @@ JOINS_PER_S_MIN = 2000.0
 IDLE_KB_MAX = 20.0  # server memory per idle socket at 10k
 STORM_RESUMED_MAX_S = 10.0  # every client resumed within this many seconds of the server answering again
 STORM_DB_CONNECTIONS_MAX = 10  # MATCHCAST_DATABASE_POOL_SIZE's default, unless the storm reports its own bound
+# (it does: bench/storm.py's db_connection_limit, the pool plus SQLite's writer connection)
 
 # The benchmarks issue: ratios are matchcast / the uvicorn + Starlette baseline.
 CPU_RATIO_MAX = 1.5
