@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from typing import Any, cast
 
@@ -100,11 +101,14 @@ async def test_a_continuous_stream_still_yields_a_frame_per_window(server: Runni
 
         await wait_until(last_arrived, 10, "the last score of the stream at the spectator")
         watcher.cancel()
-    # never starved: at least one frame in every 200 ms of the stream, ~one per 100 ms window
+    # About one frame per 100 ms window, and never starved: a window that kept sliding while the
+    # stream went on would hold every frame until the stream's end (2 s). The longest gap is allowed
+    # one stall of the shared machine (0.57 s seen under make test's four workers, PostgreSQL busy
+    # with other tests' databases); the median is the window's.
     times = [at - start for at, _ in received]
     assert len(received) >= 12, len(received)
     gaps = [b - a for a, b in zip([0.0, *times], times, strict=False) if b < 2.0]
-    assert max(gaps) < 0.35, gaps
+    assert statistics.median(gaps) < 0.15 and max(gaps) < 1.0, gaps
     assert scores(received[-1][1]) == (100, 50)
     sequences = [f["data"]["sequence"] for _, f in received]
     assert sequences == sorted(set(sequences)) and sequences[-1] == 100
