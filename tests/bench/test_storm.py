@@ -16,7 +16,7 @@ from matchcast.settings import Settings
 
 CLIENTS = 240
 LATE = 0.1  # a tenth reconnect only once a score was stored past the restart: they must replay it
-# Each storm waits out the stopping server (10 s today) and starts it again: about 30 s a stack.
+# Each storm stops the server (SIGTERM, under 2 s) and starts it again: about 10 s a stack.
 pytestmark = pytest.mark.timeout(300)
 
 
