@@ -22,14 +22,16 @@ import json
 import resource
 import socket
 import statistics
-from typing import Any
+from typing import Any, cast
 
 import uvloop
 
 from matchcast.realtime.connection import Connection
 from matchcast.realtime.frames import Frame
+from matchcast.realtime.ratelimit import TokenBucket
+from matchcast.settings import RateLimit
 from matchcast.web.websocket_protocol import Writable
-from matchcast.web.wire import UvicornWire
+from matchcast.web.wire import UvicornWebSocket, UvicornWire
 
 SCORE = '{"type":"score_updated","id":%d,"data":{"match_id":1,"participant1_score":3,"sequence":%d}}'
 
@@ -65,6 +67,16 @@ class ProtocolState:
         self.writable = Writable()
 
 
+class WireOnly:
+    """The ASGI side of a socket this bench never uses: every frame goes through the wire."""
+
+    async def send_text(self, data: str) -> None:
+        raise RuntimeError("bench.offer writes through the wire only; a frame fell back to the ASGI send")
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        pass
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -82,8 +94,9 @@ async def measure(sockets: int, rounds: int) -> dict[str, Any]:
         clients.append(client)
     connections = set()
     for transport in transports:
-        wire = UvicornWire(ProtocolState(), transport)
-        conn = Connection(None, "match_1", "match", "spectator", None, 1000, None, lambda c: None, wire=wire)
+        wire = UvicornWire(cast(UvicornWebSocket, ProtocolState()), transport)
+        bucket = TokenBucket(RateLimit(10, 1.0))
+        conn = Connection(WireOnly(), "match_1", "match", "spectator", None, 1000, bucket, lambda c: None, wire=wire)
         conn.start(after=0)
         connections.add(conn)
     per_socket: dict[str, list[float]] = {"offer": [], "write": []}
