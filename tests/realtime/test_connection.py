@@ -97,6 +97,12 @@ class AsgiOnly:
     def cut(self) -> None:
         self.cuts += 1
 
+    def ready(self) -> bool:
+        return False
+
+    def writer(self, changed: Callable[[], None] | None) -> Callable[[bytes], object] | None:
+        return None  # never in a room's express lane (tests/realtime/test_express.py has that)
+
 
 class FakeWire(AsgiOnly):
     """A transport: takes the built frame while the client reads, refuses it (paused) once it stops."""

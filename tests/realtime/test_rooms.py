@@ -67,7 +67,8 @@ def make_room(
 ) -> tuple[Room[FakeReceiver], list[FakeReceiver]]:
     room: Room[FakeReceiver] = Room(ROOM, log.read_log, GAP_WAIT, clock=clock)
     sockets = [FakeReceiver() for _ in range(receivers)]
-    room.connections.update(sockets)
+    for receiver in sockets:
+        room.add(receiver)
     room.start_at(next_id)
     return room, sockets
 
@@ -273,9 +274,9 @@ async def test_sockets_that_join_later_get_only_later_events() -> None:
     room, [first] = make_room(FakeLog(), FakeClock())
     await room.receive(1, frame(1), 0)
     second = FakeReceiver()
-    room.connections.add(second)
+    room.add(second)
     await room.receive(2, frame(2), 0)
-    room.connections.discard(first)
+    room.discard(first)
     await room.receive(3, frame(3), 0)
     assert first.ids == [1, 2]
     assert second.ids == [2, 3]
@@ -287,7 +288,8 @@ async def test_delivered_reports_sockets_reached_and_publish_time() -> None:
     room: Room[FakeReceiver] = Room(
         ROOM, log.read_log, GAP_WAIT, clock=clock, delivered=lambda n, ns: reports.append((n, ns))
     )
-    room.connections.update([FakeReceiver(), FakeReceiver()])
+    room.add(FakeReceiver())
+    room.add(FakeReceiver())
     room.start_at(1)
     await room.receive(2, frame(2), 222)
     await room.receive(1, frame(1), 111)

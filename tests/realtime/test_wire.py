@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from matchcast.protocol import tournament_room
 from matchcast.realtime import eventlog
 from matchcast.settings import RateLimit
-from matchcast.web.wire import TransportWire, UvicornWire
+from matchcast.web.wire import ExpressWire, TransportWire, UvicornWire
 from tests.support.databases import sqlite_url
 from tests.support.factories import Tournament
 from tests.support.server import Client, RunningServer, running_server, test_settings
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(90)
 
 # name: (uvicorn options, client compression, the wire every server-side socket must have)
 PATHS: dict[str, tuple[dict[str, Any], str | None, type]] = {
-    "default-wire": ({}, None, UvicornWire),  # matchcast.server's own (web/websocket_protocol.py)
+    "default-wire": ({}, None, ExpressWire),  # matchcast.server's own (web/websocket_protocol.py)
     "wsproto-wire": ({"ws": "wsproto"}, None, UvicornWire),
     "sansio-wire": ({"ws": "websockets-sansio"}, None, UvicornWire),
     "deflate-asgi": ({"ws": "wsproto", "ws_per_message_deflate": True}, "deflate", TransportWire),
@@ -120,6 +120,9 @@ async def test_a_client_that_pauses_then_reads_gets_every_event_once_in_order(se
         last = await eventlog.last_id(server.realtime.db, tournament_room(t.id))
         steady_ids = await event_ids(steady, last)
         assert any(conn.writer is not None for conn in server.realtime.hub.connections()), "never paused"
+        # The steady one is idle: on matchcast's protocol its room writes to it directly (rooms.py).
+        in_lane = [conn.express for conn in server.realtime.hub.connections()]
+        assert in_lane.count(True) == (1 if path == "default-wire" else 0), in_lane
         paused_ids = await event_ids(paused, last)
     assert steady_first["last_event_id"] == first
     assert last > first + 128

@@ -12,6 +12,12 @@ transport, an SSE stream, a server the web layer does not know): one order, one 
 A backlog over `max_pending` frames means the client does not read: it is closed 4009 and its
 backlog dropped.
 
+While a socket is idle (open, nothing queued or being written, no replay, its transport writable)
+and its wire can tell it when that stops (`Wire.writer`), it sits in its room's express lane: the
+room writes each broadcast's bytes to the transport itself and `offer` is not called at all
+(realtime/rooms.py). Every change of state that could end idleness calls `_settle()`, which moves
+the socket out of the lane (and its last id sent up to the lane's) before anything else is sent.
+
 A resume's replay is read from the log a page at a time, each page only once the socket has room
 for it within `max_pending`: a client that takes no replay frame for `stall` seconds is a slow
 consumer too. After a server-side close the transport is cut (`Wire.cut`) once CLOSE_GRACE has passed,
@@ -76,6 +82,26 @@ class Wire(Protocol):
         """Drop the TCP connection at once, unsent data and all."""
         ...
 
+    def ready(self) -> bool:
+        """A data frame may go out now, as `write` would find."""
+        ...
+
+    def writer(self, changed: Callable[[], None] | None) -> Callable[[bytes], object] | None:
+        """The transport's own write, for a room to put built frames on while `ready()`, with
+        `changed` called whenever `ready()` may have turned (None stops the calls); or None
+        when this wire cannot tell, and the socket is then always offered its frames."""
+        ...
+
+
+class Lane(Protocol):
+    """The express lane of the socket's room (rooms.py)."""
+
+    def enter_express(self, conn: Any, write: Callable[[bytes], object]) -> None: ...
+
+    def leave_express(self, conn: Any) -> int:
+        """Out of the lane; the last event id the lane wrote."""
+        ...
+
 
 class NoWire:
     """A socket reached through `Socket` only: SSE streams, other servers, tests' fakes."""
@@ -91,6 +117,12 @@ class NoWire:
     def cut(self) -> None:
         pass
 
+    def ready(self) -> bool:
+        return False
+
+    def writer(self, changed: Callable[[], None] | None) -> Callable[[bytes], object] | None:
+        return None
+
 
 NO_WIRE = NoWire()
 
@@ -105,7 +137,10 @@ class Connection:
         "closer",
         "closing",
         "draining",
+        "express",
+        "express_write",
         "feeder",
+        "lane",
         "last_seen",
         "leave",
         "max_pending",
@@ -164,6 +199,41 @@ class Connection:
         self.closer: asyncio.Task[None] | None = None  # the close started by abort(), kept from the GC
         self.last_seen = time.monotonic()
         self.opened_at = self.last_seen
+        self.lane: Lane | None = None  # the room's express lane, while the socket is in the room
+        self.express = False  # in the lane: the room writes its frames, `offer` is not called
+        self.express_write: Callable[[bytes], object] | None = None  # the wire's, once in a room
+
+    def join(self, lane: Lane) -> None:
+        """The socket is in a room (the hub's join): it may use the room's lane once idle."""
+        self.lane = lane
+        self.express_write = self.wire.writer(self._settle)
+        self._settle()
+
+    def part(self) -> None:
+        """The socket left its room (the hub's leave): no lane, and the wire stops calling back."""
+        self.lane = None
+        if self.express_write is not None:
+            self.wire.writer(None)
+            self.express_write = None
+        self.express = False
+
+    def _settle(self) -> None:
+        """Into the room's lane if the socket is idle now, out of it if it is not."""
+        lane, write = self.lane, self.express_write
+        if lane is None or write is None:
+            return
+        idle = (
+            self.open
+            and not (self.closing or self.draining or self.replaying or self.backlog or self.replay)
+            and self.wire.ready()
+        )
+        if idle == self.express:
+            return
+        self.express = idle
+        if idle:
+            lane.enter_express(self, write)
+        else:
+            self.after = max(self.after, lane.leave_express(self))
 
     def offer(self, event_id: int, frame: Frame) -> None:
         """Send or queue one frame for this socket; never awaits."""
@@ -182,6 +252,8 @@ class Connection:
             self.abort(WS_4009_SLOW_CONSUMER)
             return
         self.backlog.append((event_id, frame))
+        if self.express:
+            self._settle()  # out of the lane before the room's next frame: it goes behind this one
         if self.open and not self.draining:
             self._write()
 
@@ -199,6 +271,7 @@ class Connection:
             self.feeder = asyncio.get_running_loop().create_task(self._feed(replay))
         if (self.replay or self.backlog) and not self.draining and not self.closing:
             self._write()
+        self._settle()
 
     async def _feed(self, replay: Replay) -> None:
         page = max(1, min(REPLAY_PAGE, self.max_pending // 2))
@@ -227,6 +300,7 @@ class Connection:
                 self.replaying = False
                 if not self.draining and not self.closing and self.backlog:
                     self._write()
+            self._settle()
 
     async def _room_for(self, frames: int, stall: float) -> bool:
         """Wait until `frames` more fit within `max_pending`; False if the client took nothing for `stall` s."""
@@ -301,6 +375,7 @@ class Connection:
         finally:
             self.writer = None
             self.draining = False
+            self._settle()
 
     def _write_backlog(self, wire: Wire) -> bool:
         """Every queued live frame not already sent, in one write; False (nothing changed) if the
@@ -324,6 +399,7 @@ class Connection:
             return
         self.closing = True
         self.close_code = code
+        self._settle()
         if self.feeder is not None and self.feeder is not asyncio.current_task():
             self.feeder.cancel()
         self.replaying = False
@@ -339,6 +415,7 @@ class Connection:
             return
         self.closing = True
         self.close_code = code
+        self._settle()
         await self._close_after(code)
 
     async def _close_after(self, code: int) -> None:
@@ -355,6 +432,7 @@ class Connection:
     async def close(self, code: int) -> None:
         self.closing = True
         self.close_code = self.close_code or code
+        self._settle()
         self._drop()
         try:
             # The close frame waits behind unread data, like any frame; past the grace the socket
@@ -374,6 +452,7 @@ class Connection:
     def gone(self) -> None:
         """The client left: release what was queued for it at once (a replay's page too)."""
         self.closing = True
+        self._settle()
         self._drop()
 
     def _drop(self) -> None:

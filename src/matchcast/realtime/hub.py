@@ -142,7 +142,8 @@ class Hub:
         if room is None:
             room = self.rooms[conn.room] = self._room(conn.room)
             room.task = asyncio.create_task(self._listen(room))
-        room.connections.add(conn)
+        room.add(conn)
+        conn.join(room)
         # While the broker is down the room keeps retrying; the socket is told, not left waiting.
         await asyncio.wait_for(room.ready.wait(), JOIN_TIMEOUT)
 
@@ -160,7 +161,8 @@ class Hub:
         room = self.rooms.get(conn.room)
         if room is None:
             return
-        room.connections.discard(conn)
+        room.discard(conn)
+        conn.part()
         if not room.connections:
             del self.rooms[conn.room]
             self.snapshots.forget(conn.room)

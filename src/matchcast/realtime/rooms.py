@@ -7,6 +7,14 @@ have either (pruned, or never committed) is skipped, so one lost event never sta
 
 Nothing here touches the database, the broker or the clock directly: the log reader, the clock
 and the sockets are handed in, so a test drives a room with fakes of all three.
+
+A room's sockets are *busy* (the room offers each frame to the socket's `Connection.offer`, which
+queues it behind what the socket is still sending, or filters it) or *express*: idle, open and
+writable, with a transport whose state changes the socket is told of (realtime/connection.py).
+The room writes a frame's bytes to each express socket's transport itself, one call a socket, as
+the barest fan-out does: `offer`'s checks were a microsecond a socket (`python -m bench.offer`).
+A socket leaves the lane the moment its state changes (it pauses, closes, queues a frame), told
+the last event id the lane wrote, and is offered the next frames again.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from matchcast.realtime.eventlog import StoredEvent
@@ -42,9 +50,12 @@ R = TypeVar("R", bound=Receiver)
 class Room(Generic[R]):
     __slots__ = (
         "ahead",
+        "busy",
         "clock",
         "connections",
         "delivered",
+        "express",
+        "express_through",
         "gap_deadline",
         "gap_wait",
         "name",
@@ -68,7 +79,10 @@ class Room(Generic[R]):
         self.gap_wait = gap_wait
         self.clock = clock
         self.delivered = delivered
-        self.connections: set[R] = set()
+        self.connections: set[R] = set()  # every socket in the room: busy or express
+        self.busy: set[R] = set()  # offered each frame (Connection.offer)
+        self.express: dict[R, Callable[[bytes], object]] = {}  # written each frame's bytes by the room
+        self.express_through = 0  # the last event id written to the express sockets
         self.task: asyncio.Task[None] | None = None  # the hub's listener for this room
         self.ready = asyncio.Event()  # set once `next_id` is known: sockets may join
         self.next_id = 1  # the id this room must deliver next
@@ -84,6 +98,28 @@ class Room(Generic[R]):
         if not self.recent.holds(next_id - 1):
             self.recent.clear()  # it must run up to the newest delivered, or resumes would miss some
         self.ready.set()
+
+    def add(self, conn: R) -> None:
+        """A socket joins: busy until it says it is idle (`enter_express`)."""
+        self.connections.add(conn)
+        self.busy.add(conn)
+
+    def discard(self, conn: R) -> None:
+        self.connections.discard(conn)
+        self.busy.discard(conn)
+        self.express.pop(conn, None)
+
+    def enter_express(self, conn: R, write: Callable[[bytes], object]) -> None:
+        """From the next frame on, the room writes its bytes with `write` instead of offering it."""
+        if conn in self.connections:  # not one that has left meanwhile
+            self.busy.discard(conn)
+            self.express[conn] = write
+
+    def leave_express(self, conn: R) -> int:
+        """Offered frames again from the next one; returns the last event id the lane wrote."""
+        if self.express.pop(conn, None) is not None and conn in self.connections:
+            self.busy.add(conn)
+        return self.express_through
 
     def wait(self) -> float | None:
         """Seconds until a missing event is read from the log; None when nothing is missing."""
@@ -134,11 +170,18 @@ class Room(Generic[R]):
     def deliver_ready(self) -> None:
         """Hand every socket each event whose turn it is."""
         while self.next_id in self.ahead:
-            text, published_ns = self.ahead.pop(self.next_id)
+            event_id = self.next_id
+            text, published_ns = self.ahead.pop(event_id)
             frame = Frame(text)  # encoded once for every socket (realtime/frames.py)
-            for conn in self.connections:
-                conn.offer(self.next_id, frame)
-            self.recent.add(self.next_id, frame)
+            # Copies: a socket may move between the two while they are served (a write that
+            # pauses its transport, an offer that empties a socket's queue).
+            busy = list(self.busy)
+            if self.express:
+                self.express_through = event_id
+                _write_each(list(self.express.values()), frame.wire)
+            for conn in busy:
+                conn.offer(event_id, frame)
+            self.recent.add(event_id, frame)
             if self.delivered is not None:
                 self.delivered(len(self.connections), published_ns)
             self.next_id += 1
@@ -157,3 +200,13 @@ class Room(Generic[R]):
     def _watch_gap(self) -> None:
         if self.ahead and self.gap_deadline is None:
             self.gap_deadline = self.clock() + self.gap_wait
+
+
+def _write_each(writes: Sequence[Callable[[bytes], object]], data: bytes) -> None:
+    for write in writes:
+        try:
+            write(data)
+        except RuntimeError:
+            # uvloop refuses a write once the handle is closed and before connection_lost has
+            # run; that socket leaves the lane with its connection_lost, the others still get it.
+            pass

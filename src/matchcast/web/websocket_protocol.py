@@ -12,6 +12,10 @@ accept, per-message deflate, an accept with headers) goes through wsproto exactl
 the head is handed to it then. Per socket only what changes is an instance attribute; the rest
 are class defaults. The line an accepted socket logs is DEBUG (uvicorn's is INFO, one a join):
 the HTTP access log is off too, and /metrics counts sockets.
+
+It also tells the socket's wire (web/wire.py) whenever what decides if a data frame may go out
+changes: flow control, a close sent or received, the connection lost. Its room then writes
+broadcasts to the transport directly while nothing has changed (realtime/rooms.py).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -100,8 +105,9 @@ class Writable:
 class WebSocketProtocol(WSProtocol):
     # What every connection starts with, shared until a connection changes it.
     handshake_complete = False
-    close_sent = False
-    disconnected = False
+    _close_sent = False
+    _disconnected = False
+    watcher: Callable[[], None] | None = None  # told of every change below (web/wire.py)
     response_started = False
     read_paused = False
     close_timer = ping_timer = pong_timer = None
@@ -141,6 +147,47 @@ class WebSocketProtocol(WSProtocol):
     asgi_version = property(lambda self: self.config.asgi_version)
     ping_interval = property(lambda self: self.config.ws_ping_interval)
     ping_timeout = property(lambda self: self.config.ws_ping_timeout)
+
+    # -- what the wire is told of: every change of what decides if a data frame may go out ------
+
+    def changed(self) -> None:
+        watcher = self.watcher
+        if watcher is not None:
+            watcher()
+
+    @property
+    def close_sent(self) -> bool:
+        return self._close_sent
+
+    @close_sent.setter
+    def close_sent(self, value: bool) -> None:
+        self._close_sent = value
+        self.changed()
+
+    @property
+    def disconnected(self) -> bool:
+        return self._disconnected
+
+    @disconnected.setter
+    def disconnected(self, value: bool) -> None:
+        self._disconnected = value
+        self.changed()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.changed()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.changed()
+
+    def handle_close(self, event: wsproto.events.CloseConnection) -> None:
+        super().handle_close(event)  # the close answered and the transport closing
+        self.changed()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.watcher = None  # the last change: and no reference back to the socket's connection
 
     def upgrade(
         self,
@@ -235,11 +282,14 @@ class WebSocketProtocol(WSProtocol):
     def data_received(self, data: bytes) -> None:
         self._hand_to_wsproto()  # data before our 101 (the client should not): wsproto judges it
         super().data_received(data)
+        if self.watcher is not None and self.transport.is_closing():
+            self.changed()  # a protocol error closed it
 
     def shutdown(self) -> None:
         if not self.handshake_complete:
             self._hand_to_wsproto()
         super().shutdown()
+        self.changed()
 
     def send_500_response(self) -> None:
         if not self.handshake_complete:

@@ -9,11 +9,15 @@ whether a data frame may go out now: after the handshake, before a close frame, 
 control. Where any of that is not so, `write` says False and the frame takes the ASGI send, which
 waits for the transport as it always did. Where the protocol object is not one of uvicorn's
 (another server, a test client), nothing is written here and nothing is cut.
+
+Under matchcast's own protocol (web/websocket_protocol.py), which says when its flow control or
+close state changes, the wire also hands out the transport's write for the room's express lane
+(`ExpressWire.writer`, realtime/rooms.py): uvicorn's own protocols cannot say, so theirs do not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -22,6 +26,7 @@ from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
 
 from matchcast.realtime.connection import NO_WIRE, Wire
 from matchcast.realtime.frames import Frame
+from matchcast.web.websocket_protocol import WebSocketProtocol
 
 # uvicorn's two sans-I/O implementations: the same flow-control and close state, by the same names.
 UVICORN_PROTOCOLS = (WSProtocol, WebSocketsSansIOProtocol)
@@ -41,6 +46,12 @@ class TransportWire:
 
     def write_all(self, frames: Sequence[Frame]) -> bool:
         return False
+
+    def ready(self) -> bool:
+        return False
+
+    def writer(self, changed: Callable[[], None] | None) -> Callable[[bytes], object] | None:
+        return None
 
     def cut(self) -> None:
         # asyncio's abort() drops the buffers a plain close() waits to flush to a client that does
@@ -69,6 +80,9 @@ class UvicornWire(TransportWire):
         self.transport.write(b"".join([frame.wire for frame in frames]))
         return True
 
+    def ready(self) -> bool:
+        return self._open()
+
     def _open(self) -> bool:
         """A data frame may go out now: not closing (the send raises as it should), not paused
         (the send waits for room)."""
@@ -78,6 +92,22 @@ class UvicornWire(TransportWire):
         return not self.transport.is_closing()
 
 
+class ExpressWire(UvicornWire):
+    """Under matchcast's protocol, which calls back on every change of what `ready()` reads."""
+
+    __slots__ = ()
+
+    protocol: WebSocketProtocol
+
+    def writer(self, changed: Callable[[], None] | None) -> Callable[[bytes], object] | None:
+        self.protocol.watcher = changed
+        return self.transport.write if changed is not None else None
+
+    def cut(self) -> None:
+        super().cut()
+        self.protocol.changed()  # closing now: out of the lane before connection_lost comes
+
+
 def wire_of(websocket: WebSocket) -> Wire:
     """The wire of an accepted socket: `UvicornWire` under uvicorn without compression, else less."""
     protocol = getattr(websocket._receive, "__self__", None)
@@ -85,6 +115,8 @@ def wire_of(websocket: WebSocket) -> Wire:
     if transport is None:
         return NO_WIRE
     if isinstance(protocol, UVICORN_PROTOCOLS) and writes_plain_frames(protocol):
+        if isinstance(protocol, WebSocketProtocol):
+            return ExpressWire(protocol, transport)
         return UvicornWire(protocol, transport)
     return TransportWire(transport)
 
