@@ -1,3 +1,5 @@
+import os
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +18,8 @@ from matchcast.services import matches, snapshots
 from matchcast.services.actors import load_actor
 from matchcast.services.publisher import DiscardingPublisher
 from tests.support.databases import fresh_postgres_database_sync, sqlite_url
+from tests.support.processes import MATCHCAST
+from tests.support.server import TEST_SECRET
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -173,3 +177,18 @@ def test_sqlite_tables_never_reuse_ids_after_the_migrations_as_in_tables_py(tmp_
     marked = {name for name, table in metadata.tables.items() if table.dialect_options["sqlite"]["autoincrement"]}
     assert marked == {"users", "tournaments", "registrations", "matches", "disputes", "reports", "webhooks"}
     assert {name for name, sql in schema.items() if "AUTOINCREMENT" in sql} == marked
+
+
+def test_processes_upgrading_one_new_database_at_once_all_succeed(empty_url: str) -> None:
+    """What `matchcast serve --workers 4` (each worker migrates on start) or a deploy of several
+    instances does to a new database: one process migrates, the others wait and find it done."""
+    env = {**os.environ, "MATCHCAST_DATABASE_URL": empty_url, "MATCHCAST_JWT_SECRET": TEST_SECRET}
+    upgrades = [
+        subprocess.Popen([str(MATCHCAST), "db", "upgrade"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(4)
+    ]
+    outputs = [upgrade.communicate(timeout=60)[0].decode() for upgrade in upgrades]
+    assert [upgrade.returncode for upgrade in upgrades] == [0] * 4, "\n".join(outputs)
+    tables, revision, differences = inspect(empty_url)
+    assert tables == set(metadata.tables) | {"alembic_version"}
+    assert (revision, differences) == (head_revision(), [])
