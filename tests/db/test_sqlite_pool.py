@@ -7,6 +7,7 @@ import asyncio
 import threading
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +46,21 @@ async def test_queries_and_transactions_reuse_kept_connections(url: str) -> None
 
     await asyncio.wait_for(asyncio.to_thread(join_all), 10)
     assert not sqlite_threads() & opened, "disconnect closes every kept connection"
+
+
+async def test_readers_and_the_writer_commit_to_the_wal_without_an_fsync_each(url: str) -> None:
+    async with connected(url) as db:
+        assert await db.fetch_val("PRAGMA journal_mode") == "wal"
+        async with db.write():
+            assert await db.fetch_val("PRAGMA synchronous") == 1  # NORMAL
+        together = asyncio.Barrier(3)
+
+        async def read() -> Any:  # three connections held at once: three of the pool's
+            async with db.connection():
+                await together.wait()
+                return await db.fetch_val("PRAGMA synchronous")
+
+        assert await asyncio.wait_for(asyncio.gather(*(read() for _ in range(3))), 10) == [1, 1, 1]
 
 
 async def test_concurrent_readers_get_connections_of_their_own(url: str) -> None:
