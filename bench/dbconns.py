@@ -4,7 +4,7 @@ PostgreSQL: the rows of `pg_stat_activity` for the server's database (every back
 it; the sampler itself connects to the admin database, so it is not one of them). SQLite has no
 server to ask: the count is the server process's open file descriptors on the database file (each
 connection opens it once; its WAL and shared memory files are not counted), read from
-/proc/<pid>/fd. The same pass counts the server's threads (aiosqlite runs one per connection).
+/proc/<pid>/fd. The same pass counts the server's threads.
 """
 
 from __future__ import annotations

@@ -1,9 +1,13 @@
 """SQLite connections: at most the pool size in use (past it, acquirers wait), kept between uses,
-never handed on inside a transaction, closed on disconnect; writers and readers never deadlock."""
+never handed on inside a transaction, closed on disconnect; writers and readers never deadlock.
+
+Connections are counted by the files the process has open on the database (each connection holds
+the database file open), so the figures are the operating system's."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -18,8 +22,17 @@ from tests.support.databases import sqlite_url
 pytestmark = pytest.mark.timeout(30)
 
 
-def sqlite_threads() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+def open_connections(url: str) -> int:
+    """How many times this process has the database file open: one per SQLite connection."""
+    database = os.path.realpath(url.removeprefix("sqlite:///"))
+    return sum(1 for fd in os.listdir("/proc/self/fd") if _target(fd) == database)
+
+
+def _target(fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # closed meanwhile (the listing's own descriptor)
+        return ""
 
 
 @pytest.fixture
@@ -29,23 +42,16 @@ def url(tmp_path: Path) -> str:
     return url
 
 
-async def test_queries_and_transactions_reuse_kept_connections(url: str) -> None:
-    before = sqlite_threads()
+async def test_queries_and_transactions_reuse_kept_connections_on_the_event_loops_thread(url: str) -> None:
+    threads = set(threading.enumerate())
     async with connected(url) as db:
         for _ in range(20):
             assert await db.fetch_val("SELECT 1") == 1
             async with db.write():
                 await db.fetch_val(users.select().limit(1))
-        opened = sqlite_threads() - before
-        assert 1 <= len(opened) <= 2  # a reader's and the writer's, each reused
-        assert all(thread.daemon for thread in opened)
-
-    def join_all() -> None:
-        for thread in opened:
-            thread.join(5)
-
-    await asyncio.wait_for(asyncio.to_thread(join_all), 10)
-    assert not sqlite_threads() & opened, "disconnect closes every kept connection"
+        assert 1 <= open_connections(url) <= 2  # a reader's and the writer's, each reused
+        assert set(threading.enumerate()) == threads, "statements run on the event loop's thread"
+    assert open_connections(url) == 0, "disconnect closes every kept connection"
 
 
 async def test_readers_and_the_writer_commit_to_the_wal_without_an_fsync_each(url: str) -> None:
@@ -77,7 +83,6 @@ async def test_concurrent_readers_get_connections_of_their_own(url: str) -> None
 
 
 async def test_readers_past_the_pool_size_wait_for_a_connection_and_none_fails(url: str) -> None:
-    before = sqlite_threads()
     async with connected(url, pool_size=3) as db:
         most = 0
         in_use = 0
@@ -93,7 +98,7 @@ async def test_readers_past_the_pool_size_wait_for_a_connection_and_none_fails(u
 
         await asyncio.wait_for(asyncio.gather(*(read() for _ in range(200))), 20)
         assert most == 3
-        assert len(sqlite_threads() - before) == 3
+        assert open_connections(url) == 3
         assert len(pool_of(db)._idle) == 3
 
 
@@ -155,11 +160,9 @@ async def test_a_connection_given_back_inside_a_transaction_is_closed_not_kept(u
 
 async def test_a_server_opens_every_connection_at_start_and_never_more(url: str) -> None:
     # Opened while files are plenty: later, sockets may take every file the process may open.
-    before = sqlite_threads()
     async with connected(url, pool_size=3) as db:
         await db.open_pool()
-        opened = sqlite_threads() - before
-        assert len(opened) == 4  # the pool's 3 and the writer's
+        assert open_connections(url) == 4  # the pool's 3 and the writer's
 
         async def read() -> None:
             async with db.connection() as connection:
@@ -171,4 +174,4 @@ async def test_a_server_opens_every_connection_at_start_and_never_more(url: str)
                 await db.fetch_val("SELECT 1")
 
         await asyncio.wait_for(asyncio.gather(*(read() for _ in range(50)), *(write() for _ in range(10))), 20)
-        assert sqlite_threads() - before == opened
+        assert open_connections(url) == 4

@@ -244,27 +244,35 @@ async def test_clients_dropping_and_resuming_at_random_each_get_the_full_sequenc
 @pytest.mark.timeout(60)
 async def test_events_published_during_the_handshake_are_neither_lost_nor_doubled(server: RunningServer) -> None:
     t, match = await server.factory.live_match()
-    stop = asyncio.Event()
+    published = 0
 
-    async def publish() -> int:
-        n = 0
+    async def publish(stop: asyncio.Event) -> None:
+        nonlocal published
         while not stop.is_set():
-            await dispute(server, t, match, n)
-            n += 1
+            await dispute(server, t, match, published)
+            published += 1
             await asyncio.sleep(0)  # a yield, not a wait: publish as fast as the handshakes let it
-        return n
 
-    publisher = asyncio.create_task(publish())
-    try:
-        for attempt in range(8):
-            resume = attempt * 3  # some fresh, some resuming from an old id
+    for attempt in range(8):
+        # Publishing runs from before the socket connects until it is established, then 5 more
+        # events: the server and this client share one event loop, and SQLite's statements run
+        # on it without a yield (db/inline_sqlite.py), so a publisher left running would grow
+        # the log faster than this client, which replays it, reads it.
+        stop = asyncio.Event()
+        publisher = asyncio.create_task(publish(stop))
+        resume = attempt * 3  # some fresh, some resuming from an old id
+        try:
             async with server.client(f"/ws/match/{match.id}/?last_event_id={resume}", server.guest_token()) as ws:
                 data = await ws.established()
+                stop.set()
+                await publisher
+                for n in range(5):
+                    await dispute(server, t, match, published + n)
                 last = data["last_event_id"]
                 events = await ws.events(max(0, last - resume) + 5)
-            ids = [e["id"] for e in events]
-            first = resume + 1 if data["replay"] == "complete" and resume < last else last + 1
-            assert ids == list(range(first, first + len(ids))), (attempt, ids[:10])
-    finally:
-        stop.set()
-        await publisher
+        finally:
+            stop.set()
+            await publisher
+        ids = [e["id"] for e in events]
+        first = resume + 1 if data["replay"] == "complete" and resume < last else last + 1
+        assert ids == list(range(first, first + len(ids))), (attempt, ids[:10])

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import asyncpg
 import databases
 import sqlalchemy as sa
@@ -21,6 +20,7 @@ from databases.backends.sqlite import SQLitePool
 from databases.core import DatabaseURL
 
 from matchcast.db.compiled import CompiledCache, Prepared
+from matchcast.db.inline_sqlite import InlineConnection
 
 log = logging.getLogger("matchcast.db")
 # What each driver raises when an insert breaks a unique constraint (databases passes them through).
@@ -49,7 +49,8 @@ class ReusingSQLitePool(SQLitePool):
     process ran out of files. Here a request past `size` waits (in arrival order) for a connection
     to come back. Connections are kept between uses: opening one was over a third of the CPU of a
     score update. A connection given back inside a transaction (its ROLLBACK was cancelled) is
-    closed, which rolls the transaction back.
+    closed, which rolls the transaction back. They are InlineConnections (db/inline_sqlite.py):
+    statements run on the event loop's thread, without aiosqlite's thread per connection.
 
     One connection more is reserved for `writer`, the task holding the process's write lock
     (Database.write): tasks that hold a connection and then wait for that lock must never keep
@@ -61,10 +62,10 @@ class ReusingSQLitePool(SQLitePool):
         self.size = size
         self.writer: asyncio.Task[Any] | None = None
         self._slots = asyncio.Semaphore(size)  # first come, first served
-        self._reserved: aiosqlite.Connection | None = None  # the writer's, when it has one
-        self._idle: list[aiosqlite.Connection] = []
+        self._reserved: InlineConnection | None = None  # the writer's, when it has one
+        self._idle: list[InlineConnection] = []
 
-    async def acquire(self) -> aiosqlite.Connection:
+    async def acquire(self) -> InlineConnection:
         reserved = self.writer is not None and self.writer is asyncio.current_task()
         if not reserved:
             await self._slots.acquire()
@@ -85,24 +86,20 @@ class ReusingSQLitePool(SQLitePool):
         while len(self._idle) < self.size + 1:
             self._idle.append(await self._open())
 
-    async def _open(self) -> aiosqlite.Connection:
-        connection = aiosqlite.connect(database=self._database, isolation_level=None, **self._options)
-        # A kept connection's thread waits for work for ever: as a daemon it cannot keep a
-        # process from exiting whose Database was never disconnected (a forced shutdown).
-        connection._thread.daemon = True
-        await connection.__aenter__()
+    async def _open(self) -> InlineConnection:
+        connection = InlineConnection.open(self._database, **self._options)
         # WAL's recommended setting: a commit is written to the WAL but not fsynced (checkpoints
         # are). A killed process loses nothing, a power cut may lose the last commits and never
         # corrupts. FULL's fsync on each commit (a score is two) was a fifth of an update's CPU.
         await connection.execute("PRAGMA synchronous=NORMAL")
         return connection
 
-    async def release(self, connection: aiosqlite.Connection) -> None:
+    async def release(self, connection: InlineConnection) -> None:
         try:
-            if _reusable(connection):
+            if connection.reusable:
                 self._idle.append(connection)
             else:
-                await super().release(connection)  # closes it
+                await connection.close()
         finally:
             if connection is self._reserved:
                 self._reserved = None
@@ -112,14 +109,7 @@ class ReusingSQLitePool(SQLitePool):
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for connection in idle:
-            await super().release(connection)
-
-
-def _reusable(connection: aiosqlite.Connection) -> bool:
-    try:
-        return not connection.in_transaction
-    except ValueError:  # closed already
-        return False
+            await connection.close()
 
 
 async def keep_session(connection: asyncpg.Connection) -> None:
