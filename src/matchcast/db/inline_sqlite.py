@@ -28,8 +28,7 @@ FETCH_CHUNK = 64  # rows a cursor iterates at a time
 
 def is_busy(error: sqlite3.OperationalError) -> bool:
     """SQLITE_BUSY or one of its extended codes: another connection holds the lock."""
-    code = getattr(error, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
+    return error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
 
 
 class InlineConnection:
@@ -47,12 +46,8 @@ class InlineConnection:
         return cls(raw, timeout)
 
     @property
-    def in_transaction(self) -> bool:
-        return self._raw.in_transaction
-
-    @property
     def waiting(self) -> bool:
-        """A call of a cancelled task still runs in a thread."""
+        """A call runs in a thread (waiting for a lock); its caller may have been cancelled."""
         return self._waiting_call is not None
 
     @property
