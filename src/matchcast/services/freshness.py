@@ -10,7 +10,7 @@ from __future__ import annotations
 from matchcast.db.database import Database
 from matchcast.protocol import BRACKET_UPDATED, SCORE_UPDATED, Event
 from matchcast.services import events
-from matchcast.services.matches import reload
+from matchcast.services.matches import reload, stored_sequence
 from matchcast.services.snapshots import bracket
 
 
@@ -21,7 +21,10 @@ async def refresh(db: Database, event: Event) -> Event:
         tournament_id = int(event.data["tournament_id"])
         return events.bracket_updated(tournament_id, await bracket(db, tournament_id))
     if event.type == SCORE_UPDATED:
-        match = await reload(db, int(event.data["match_id"]))
-        if match is not None and match.sequence > event.data["sequence"]:
-            return events.score_updated(match)
+        match_id = int(event.data["match_id"])
+        sequence = await stored_sequence(db, match_id)
+        if sequence is not None and sequence > event.data["sequence"]:
+            match = await reload(db, match_id)
+            if match is not None:
+                return events.score_updated(match)
     return event

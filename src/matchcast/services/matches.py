@@ -45,8 +45,18 @@ async def locked_match(db: Database, match_id: Any) -> Any:
 RELOAD = Prepared(matches.select().where(matches.c.id == sa.bindparam("match_id", type_=sa.Integer)))
 
 
+SEQUENCE = Prepared(sa.select(matches.c.sequence).where(matches.c.id == sa.bindparam("match_id", type_=sa.Integer)))
+
+
 async def reload(db: Database, match_id: int) -> Any:
     return await db.fetch_one(RELOAD(match_id=match_id))
+
+
+async def stored_sequence(db: Database, match_id: int) -> int | None:
+    """The match's sequence alone: the log's freshness check reads it for every score it stores
+    and needs the whole row only when the score is stale, which is rare."""
+    value = await db.fetch_val(SEQUENCE(match_id=match_id))
+    return None if value is None else int(value)
 
 
 def validate_score(name: str, value: Any) -> int:
