@@ -85,3 +85,46 @@ async def test_prepared_statements_run_with_the_values_of_each_call(db: Database
     assert await db.fetch_one(by_id(user_id=-1)) is None
     with pytest.raises(sa.exc.InvalidRequestError, match="user_id"):  # a forgotten value is an error, not NULL
         await db.fetch_one(by_id())
+
+
+# Prepared statements run from a plan made once per kind of database (db/backends.py): the
+# records must be those `databases` gives for the same statement run its own way.
+
+
+async def test_a_planned_statement_reads_the_rows_databases_reads(db: Database) -> None:
+    from matchcast.db.compiled import Prepared
+
+    await add_users(db, 3)
+    prepared = Prepared(
+        sa.select(users).where(users.c.id >= sa.bindparam("first", type_=sa.Integer)).order_by(users.c.id)
+    )
+    planned = await db.fetch_all(prepared(first=2))
+    plain = await db.fetch_all(sa.select(users).where(users.c.id >= 2).order_by(users.c.id))
+    assert len(planned) == 2
+    assert [dict(row._mapping) for row in planned] == [dict(row._mapping) for row in plain]
+    for mine, theirs in zip(planned, plain, strict=True):
+        assert (mine.is_staff, mine.created_at, mine[users.c.username]) == (
+            theirs.is_staff,
+            theirs.created_at,
+            theirs[users.c.username],
+        )
+        assert isinstance(mine.created_at, type(theirs.created_at))  # converted the same way
+
+
+async def test_a_plan_is_made_once_and_keeps_the_values_the_statement_holds(db: Database) -> None:
+    from matchcast.db.compiled import Prepared
+
+    (user_id,) = await add_users(db, 1)
+    # The literal suffix is a parameter the statement holds itself; the caller gives only the id.
+    rename = Prepared(
+        users.update()
+        .where(users.c.id == sa.bindparam("user_id", type_=sa.Integer))
+        .values(username=users.c.username + "-x")
+        .returning(users.c.username)
+    )
+    for expected in ("u0-x", "u0-x-x"):
+        assert await db.fetch_val(rename(user_id=user_id)) == expected
+    assert len(rename.plans) == 1
+    counted = Prepared(sa.text("UPDATE users SET is_staff = :staff WHERE id = :user_id"))
+    assert await db.execute(counted(staff=True, user_id=user_id)) in (1, None)  # as databases answers
+    assert (await db.fetch_one(sa.select(users.c.is_staff).where(users.c.id == user_id))).is_staff is True

@@ -9,7 +9,8 @@ Statements SQLAlchemy calls uncacheable (multi-row VALUES, for one) and those wh
 text depends on their values (IN lists expanded at compile time) are compiled every time.
 
 The few statements of the hot path (a score update) go further: `Prepared` builds them once,
-with named parameters, so a call builds no statement and no cache key either.
+with named parameters, so a call builds no statement and no cache key either; the backends
+of db/backends.py also keep what `databases` derives from a compilation on every call.
 """
 
 from __future__ import annotations
@@ -98,14 +99,15 @@ class Prepared:
     """A statement built once with named parameters (`sa.bindparam`); run it with its values:
     `await db.fetch_one(STATEMENT(match_id=3))`. Compiled once per kind of database."""
 
-    __slots__ = ("_compiled", "statement")
+    __slots__ = ("_compiled", "plans", "statement")
 
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
         self._compiled: dict[tuple[str, str], Any] = {}
+        self.plans: dict[str, Any] = {}  # per kind of database: how its backend runs it (db/backends.py)
 
-    def __call__(self, **values: Any) -> _Bound:
-        return _Bound(self, values)
+    def __call__(self, **values: Any) -> Bound:
+        return Bound(self, values)
 
     def compiled(self, dialect: Any, compile_kwargs: dict[str, Any]) -> Any:
         key = (dialect.name, dialect.paramstyle)
@@ -115,8 +117,9 @@ class Prepared:
         return compiled
 
 
-class _Bound:
-    """A Prepared statement with its values, as `databases` gets it: it only calls compile()."""
+class Bound:
+    """A Prepared statement with its values. `databases` only calls compile() on it; the
+    backends of db/backends.py run it from its plan instead."""
 
     __slots__ = ("prepared", "values")
 

@@ -19,6 +19,7 @@ from alembic.config import Config
 from databases.backends.sqlite import SQLitePool
 from databases.core import DatabaseURL
 
+from matchcast.db.backends import PreparedPostgresBackend, PreparedSQLiteBackend
 from matchcast.db.compiled import CompiledCache, Prepared
 from matchcast.db.inline_sqlite import InlineConnection
 
@@ -132,10 +133,12 @@ class Database(databases.Database):
         self._write_lock = asyncio.Lock()  # this process's writers queue here (SQLite)
         self.compiled = CompiledCache()
         self._sqlite_pool: ReusingSQLitePool | None = None
-        if self.is_sqlite:  # databases 0.9 has no option for this: its backend's pool is replaced
-            backend = self._backend
-            self._sqlite_pool = ReusingSQLitePool(backend._database_url, pool_size, **backend._options)
-            backend._pool = self._sqlite_pool
+        # databases 0.9 has no option for these: its backend is replaced (db/backends.py)
+        if self.is_sqlite:
+            self._sqlite_pool = ReusingSQLitePool(self.url, pool_size, **self.options)
+            self._backend = PreparedSQLiteBackend(self.url, self._sqlite_pool, **self.options)
+        else:
+            self._backend = PreparedPostgresBackend(self.url, **self.options)
 
     async def connect(self) -> None:
         await super().connect()
