@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ class Kept:
     def __init__(self) -> None:
         self.last: list[Event] = []
 
-    async def publish(self, events: list[Event]) -> None:
+    async def publish(self, events: Sequence[Event]) -> None:
         self.last = list(events)
 
 

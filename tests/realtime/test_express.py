@@ -193,6 +193,35 @@ async def test_a_socket_not_yet_started_is_offered_and_queues() -> None:
     assert wire.client.ids == [2, 3] and wire.lane_writes == 1
 
 
+async def test_a_socket_whose_snapshot_is_ahead_of_the_room_enters_the_lane_only_once_the_room_catches_up() -> None:
+    # A join's snapshot read saw events 1-2 stored while the room has delivered none yet (they
+    # are on their way through the broker): the socket starts after 2, idle, but the lane would
+    # write it 1 and 2 again. A reconnect storm on SQLite doubled an event for 5-12 % of clients.
+    wire = FakeTransportWire(Client())
+    room: Room[Connection] = Room(ROOM, no_log, 0.2)
+    room.start_at(1)
+    conn = Connection(
+        AsgiSocket(wire),
+        ROOM,
+        "match",
+        "spectator",
+        None,
+        100,
+        TokenBucket(RateLimit(100, 1.0)),
+        room.discard,
+        wire=wire,
+    )
+    room.add(conn)
+    conn.join(room)
+    conn.start(after=2, first=[Frame('{"type":"connection_established"}')])
+    assert not conn.express  # ahead of the room: offered, and it filters
+    await publish(room, 1, 2)
+    assert wire.client.ids == []
+    assert conn.express  # the room has delivered what the socket had: the lane takes over
+    await publish(room, 3, 4)
+    assert wire.client.ids == [3, 4] and wire.lane_writes == 2
+
+
 async def test_a_pause_inside_the_lanes_write_moves_the_socket_out_and_nothing_is_lost_or_doubled() -> None:
     paused = FakeTransportWire(Client(), high_water=2)
     other = FakeTransportWire(Client())

@@ -96,6 +96,8 @@ class Wire(Protocol):
 class Lane(Protocol):
     """The express lane of the socket's room (rooms.py)."""
 
+    next_id: int  # the event the lane writes next
+
     def enter_express(self, conn: Any, write: Callable[[bytes], object]) -> None: ...
 
     def leave_express(self, conn: Any) -> int:
@@ -226,6 +228,9 @@ class Connection:
             self.open
             and not (self.closing or self.draining or self.replaying or self.backlog or self.replay)
             and self.wire.ready()
+            # A snapshot can be ahead of the room (its events stored, still on their way through
+            # the broker): the lane would write those again. Offered until the room catches up.
+            and self.after < lane.next_id
         )
         if idle == self.express:
             return
@@ -242,11 +247,15 @@ class Connection:
         if self.open and not self.draining and not self.replaying and not self.backlog and not self.replay:
             # Nothing ahead of it (nearly always): straight onto the transport, no writer at all.
             if event_id != CONTROL and event_id <= self.after:
+                if event_id == self.after:  # the room has caught up with the snapshot
+                    self._settle()
                 return  # already in the snapshot or the replay
             if self.wire.write(frame):
                 self.taken += 1
                 if event_id != CONTROL:
                     self.after = event_id
+                    if not self.express:  # the room skipped past the snapshot (a pruned hole)
+                        self._settle()
                 return
         if self.pending >= self.max_pending:
             self.abort(WS_4009_SLOW_CONSUMER)

@@ -172,6 +172,9 @@ class Room(Generic[R]):
         while self.next_id in self.ahead:
             event_id = self.next_id
             text, published_ns = self.ahead.pop(event_id)
+            # Moved on before the sockets are served: one that enters the lane while it is
+            # offered this event gets the lane's writes from the next (Connection._settle).
+            self.next_id = event_id + 1
             frame = Frame(text)  # encoded once for every socket (realtime/frames.py)
             # Copies: a socket may move between the two while they are served (a write that
             # pauses its transport, an offer that empties a socket's queue).
@@ -184,7 +187,6 @@ class Room(Generic[R]):
             self.recent.add(event_id, frame)
             if self.delivered is not None:
                 self.delivered(len(self.connections), published_ns)
-            self.next_id += 1
         if not self.ahead:
             self.gap_deadline = None
 
