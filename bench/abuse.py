@@ -30,7 +30,16 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.procstat import rss_kb
-from bench.servers import MATCHCAST, free_port, fresh_database, post_json, server_env, stop, wait_until_up
+from bench.servers import (
+    MATCHCAST,
+    free_port,
+    fresh_database,
+    post_json,
+    seed_demo,
+    server_env,
+    stop,
+    wait_until_up,
+)
 from matchcast.db.database import Database
 from matchcast.protocol import Event, tournament_room
 from matchcast.realtime import eventlog
@@ -162,11 +171,7 @@ def main() -> None:
             | {"MATCHCAST_RATE_LIMIT": "20/1s", "MATCHCAST_MAX_PENDING": args.max_pending}
         )
         subprocess.run([MATCHCAST, "db", "upgrade"], env=env, cwd=tmp, check=True, capture_output=True, timeout=120)
-        demo = json.loads(
-            subprocess.run(
-                [MATCHCAST, "demo", "--json"], env=env, cwd=tmp, check=True, capture_output=True, timeout=120
-            ).stdout
-        )
+        demo = seed_demo(env, Path(tmp))
         asyncio.run(fill_log(database_url, demo["tournament_id"]))
         port = free_port()
         log = Path(tmp) / "server.log"

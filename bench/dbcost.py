@@ -1,13 +1,13 @@
 """What the database part of a score update costs, in one process: CPU per call through `Database`.
 
 The update-cost scenario (bench/fanout.py) measures the whole server; this isolates the calls a
-score update makes to the database, on a fresh demo tournament (`matchcast demo`) with its first
-match live, as the server makes them: the score's `UPDATE ... RETURNING` (services/matches.py),
-the event log's numbering and storing of that score in one transaction with its freshness check
-(realtime/eventlog.py, services/freshness.py), the freshness check's read alone, and an empty
-write transaction. Each is called `--calls` times after a warm-up, timed in CPU seconds of this
-process, on uvloop as the server runs; the kinds take turns over `--rounds` rounds and the median
-of each is printed.
+score update makes to the database, as the server makes them, on a fresh demo tournament
+(`matchcast demo`) with its first match live, as its organizer (the demo's token verified, their
+row read): the score's `UPDATE ... RETURNING` (services/matches.py), the event log's numbering
+and storing of that score in one transaction with its freshness check (realtime/eventlog.py,
+services/freshness.py), the freshness check's read alone, and an empty write transaction. Each
+is called `--calls` times after a warm-up, timed in CPU seconds of this process, on uvloop as the
+server runs; the kinds take turns over `--rounds` rounds and the median of each is printed.
 
     python -m bench.dbcost --stack memory-sqlite     (or redis-postgres: its PostgreSQL only)
 """
@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import secrets
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,8 +30,9 @@ from bench import servers
 from matchcast.db.database import Database
 from matchcast.protocol import Event, match_room
 from matchcast.realtime import eventlog
+from matchcast.security import verify_token
 from matchcast.services import freshness, matches
-from matchcast.services.actors import Actor
+from matchcast.services.actors import load_actor
 
 
 class Kept:
@@ -46,20 +45,17 @@ class Kept:
         self.last = list(events)
 
 
-def demo(database_url: str, workdir: Path) -> dict[str, Any]:
-    env = servers.server_env(database_url, "memory://", secrets.token_hex(32))
-    out = subprocess.run(
-        [servers.MATCHCAST, "demo", "--json"], env=env, cwd=workdir, check=True, capture_output=True, timeout=120
-    ).stdout
-    return dict(json.loads(out))
-
-
-async def measure(database_url: str, seeded: dict[str, Any], calls: int, rounds: int) -> dict[str, Any]:
+async def measure(database_url: str, secret: str, seeded: dict[str, Any], calls: int, rounds: int) -> dict[str, Any]:
     db = Database(database_url)
     await db.connect()
     await db.open_pool()
     try:
-        organizer = Actor(int(seeded["organizer"]["id"]), str(seeded["organizer"]["username"]), False)
+        # The organizer as the server knows them: from the demo's token, checked, and their row.
+        subject = verify_token(secret, seeded["organizer"]["token"])
+        user_id = subject.user_id
+        organizer = None if user_id is None else await load_actor(db, user_id, subject.epoch)
+        if organizer is None:
+            raise RuntimeError("the demo's organizer token names no current user")
         match_id = int(next(m["id"] for m in seeded["matches"] if m["round"] == 1))
         kept = Kept()
         await matches.start_match(db, kept, organizer, match_id)
@@ -112,9 +108,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--calls", type=int, default=1000, help="calls of each kind per round")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
+    secret = secrets.token_hex(32)
     with tempfile.TemporaryDirectory() as workdir, servers.fresh_database(args.stack, Path(workdir)) as url:
-        seeded = demo(url, Path(workdir))
-        result = uvloop.run(measure(url, seeded, args.calls, args.rounds))
+        seeded = servers.seed_demo(servers.server_env(url, "memory://", secret), Path(workdir))
+        result = uvloop.run(measure(url, secret, seeded, args.calls, args.rounds))
     print(f"CPU us per call through Database ({args.stack}, {args.calls} calls, median of {args.rounds} rounds)")
     for name, us in result["us_per_call"].items():
         print(f"  {name:<24} {us:8.1f}")

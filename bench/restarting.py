@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import signal
 import socket
@@ -35,16 +34,7 @@ class RestartingServer:
         broadcast = "memory://" if self.stack.startswith("memory") else servers.REDIS_URL
         self.secret = secrets.token_hex(32)
         self.env = servers.server_env(self.database_url, broadcast, self.secret)
-        demo = json.loads(
-            subprocess.run(
-                [servers.MATCHCAST, "demo", "--json"],
-                env=self.env,
-                cwd=self.workdir,
-                check=True,
-                capture_output=True,
-                timeout=120,
-            ).stdout
-        )
+        demo = servers.seed_demo(self.env, self.workdir)
         match = next(m for m in demo["matches"] if m["round"] == 1)
         player = next(p for p in demo["players"] if p["id"] == match["participant1_id"])
         process = self.start()

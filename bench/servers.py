@@ -127,6 +127,15 @@ def postgres_database(admin_url: str, name: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def seed_demo(env: dict[str, str], workdir: Path) -> dict[str, Any]:
+    """`matchcast demo --json` on the database of `env`: the tournament, its users (with tokens
+    signed by env's secret) and its matches."""
+    out = subprocess.run(
+        [MATCHCAST, "demo", "--json"], env=env, cwd=workdir, check=True, capture_output=True, timeout=120
+    ).stdout
+    return dict(json.loads(out))
+
+
 def wait_until_up(process: subprocess.Popen[bytes], port: int, log: Path, health: bool) -> None:
     end = time.monotonic() + START_TIMEOUT
     while time.monotonic() < end:
@@ -194,11 +203,7 @@ def matchcast(
     with fresh_database(stack, workdir) as database_url:
         env = server_env(database_url, broadcast, secret)
         env.update(settings or {})
-        demo = json.loads(
-            subprocess.run(
-                [MATCHCAST, "demo", "--json"], env=env, cwd=workdir, check=True, capture_output=True, timeout=120
-            ).stdout
-        )
+        demo = seed_demo(env, workdir)
         match = next(m for m in demo["matches"] if m["round"] == 1)
         player = next(p for p in demo["players"] if p["id"] == match["participant1_id"])
         tokens = create_users(database_url, secret, users) if users else []
