@@ -129,24 +129,30 @@ async def no_log(after: int, limit: int) -> list[StoredEvent]:
     return []
 
 
+def joined(room: Room[Connection], wire: FakeTransportWire, max_pending: int = 100) -> Connection:
+    """A spectator's socket in `room`, not started yet (connection_established not sent)."""
+    conn = Connection(
+        AsgiSocket(wire),
+        ROOM,
+        "match",
+        "spectator",
+        None,
+        max_pending,
+        TokenBucket(RateLimit(100, 1.0)),
+        room.discard,
+        wire=wire,
+    )
+    room.add(conn)
+    conn.join(room)
+    return conn
+
+
 def room_with(*wires: FakeTransportWire, max_pending: int = 100) -> tuple[Room[Connection], list[Connection]]:
     room: Room[Connection] = Room(ROOM, no_log, 0.2)
     room.start_at(1)
     conns = []
     for wire in wires:
-        conn = Connection(
-            AsgiSocket(wire),
-            ROOM,
-            "match",
-            "spectator",
-            None,
-            max_pending,
-            TokenBucket(RateLimit(100, 1.0)),
-            room.discard,
-            wire=wire,
-        )
-        room.add(conn)
-        conn.join(room)
+        conn = joined(room, wire, max_pending)
         conn.start(after=0)
         conns.append(conn)
     return room, conns
@@ -170,19 +176,7 @@ async def test_a_socket_not_yet_started_is_offered_and_queues() -> None:
     wire = FakeTransportWire(Client())
     room: Room[Connection] = Room(ROOM, no_log, 0.2)
     room.start_at(1)
-    conn = Connection(
-        AsgiSocket(wire),
-        ROOM,
-        "match",
-        "spectator",
-        None,
-        100,
-        TokenBucket(RateLimit(100, 1.0)),
-        room.discard,
-        wire=wire,
-    )
-    room.add(conn)
-    conn.join(room)
+    conn = joined(room, wire)
     assert not conn.express  # joined, but connection_established is not sent yet
     await publish(room, 1, 2)
     assert wire.client.got == []
@@ -200,19 +194,7 @@ async def test_a_socket_whose_snapshot_is_ahead_of_the_room_enters_the_lane_only
     wire = FakeTransportWire(Client())
     room: Room[Connection] = Room(ROOM, no_log, 0.2)
     room.start_at(1)
-    conn = Connection(
-        AsgiSocket(wire),
-        ROOM,
-        "match",
-        "spectator",
-        None,
-        100,
-        TokenBucket(RateLimit(100, 1.0)),
-        room.discard,
-        wire=wire,
-    )
-    room.add(conn)
-    conn.join(room)
+    conn = joined(room, wire)
     conn.start(after=2, first=[Frame('{"type":"connection_established"}')])
     assert not conn.express  # ahead of the room: offered, and it filters
     await publish(room, 1, 2)

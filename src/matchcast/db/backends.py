@@ -48,10 +48,9 @@ class Plan:
     @classmethod
     def of(cls, prepared: Prepared, dialect: Any, make: Callable[[Any, Any], Plan]) -> Plan:
         """`prepared`'s plan on `dialect`, made once."""
-        key = f"{dialect.name}:{dialect.paramstyle}"
-        plan: Plan | None = prepared.plans.get(key)
+        plan: Plan | None = prepared.plans.get(dialect.name)  # one paramstyle per backend
         if plan is None:
-            plan = prepared.plans[key] = make(prepared.compiled(dialect, COMPILE_KWARGS), dialect)
+            plan = prepared.plans[dialect.name] = make(prepared.compiled(dialect, COMPILE_KWARGS), dialect)
         return plan
 
     def arguments(self, values: dict[str, Any]) -> list[Any]:
@@ -67,11 +66,11 @@ class Plan:
         result_columns, column_maps = self.columns
         return Record(row, result_columns, self.dialect, column_maps)
 
-    def sqlite_record(self, row: Any, description: Any) -> Record:
+    def sqlite_records(self, rows: Sequence[Any], description: Any) -> list[Record]:
         metadata = self.metadata
         if metadata is None:  # the same columns every time: SQLAlchemy caches it the same way
             metadata = self.metadata = CursorResultMetaData(self.context, description)
-        return self.record(Row(metadata, metadata._processors, metadata._keymap, row))
+        return [self.record(Row(metadata, metadata._processors, metadata._keymap, row)) for row in rows]
 
 
 def sqlite_plan(compiled: Any, dialect: Any) -> Plan:
@@ -95,21 +94,27 @@ def postgres_plan(compiled: Any, dialect: Any) -> Plan:
     return Plan(compiled, dialect, sql, names)
 
 
-class PreparedSQLiteConnection(SQLiteConnection):
-    """Connections from the pool `PreparedSQLiteBackend` is given (InlineConnections)."""
+class Planned:
+    """Mixed into a backend's connection: the plan of a Prepared statement, None for any other."""
+
+    _dialect: Any
+    make_plan: Callable[[Any, Any], Plan]
 
     def _plan(self, query: Any) -> Plan | None:
-        if not isinstance(query, Bound):
-            return None
-        return Plan.of(query.prepared, self._dialect, sqlite_plan)
+        return Plan.of(query.prepared, self._dialect, self.make_plan) if isinstance(query, Bound) else None
+
+
+class PreparedSQLiteConnection(Planned, SQLiteConnection):
+    """Connections from the pool `PreparedSQLiteBackend` is given (InlineConnections)."""
+
+    make_plan = staticmethod(sqlite_plan)
 
     async def fetch_all(self, query: Any) -> list[Record]:
         plan = self._plan(query)
         if plan is None:
             return list(await super().fetch_all(query))
         async with self._connection.execute(plan.sql, plan.arguments(query.values)) as cursor:
-            rows = await cursor.fetchall()
-            return [plan.sqlite_record(row, cursor.description) for row in rows]
+            return plan.sqlite_records(await cursor.fetchall(), cursor.description)
 
     async def fetch_one(self, query: Any) -> Record | None:
         plan = self._plan(query)
@@ -117,7 +122,7 @@ class PreparedSQLiteConnection(SQLiteConnection):
             return await super().fetch_one(query)
         async with self._connection.execute(plan.sql, plan.arguments(query.values)) as cursor:
             row = await cursor.fetchone()
-            return None if row is None else plan.sqlite_record(row, cursor.description)
+            return None if row is None else plan.sqlite_records([row], cursor.description)[0]
 
     async def execute(self, query: Any) -> Any:
         plan = self._plan(query)
@@ -138,11 +143,8 @@ class PreparedSQLiteBackend(SQLiteBackend):
         return PreparedSQLiteConnection(self._pool, self._dialect)
 
 
-class PreparedPostgresConnection(PostgresConnection):
-    def _plan(self, query: Any) -> Plan | None:
-        if not isinstance(query, Bound):
-            return None
-        return Plan.of(query.prepared, self._dialect, postgres_plan)
+class PreparedPostgresConnection(Planned, PostgresConnection):
+    make_plan = staticmethod(postgres_plan)
 
     async def fetch_all(self, query: Any) -> list[Record]:
         plan = self._plan(query)

@@ -104,7 +104,7 @@ class Prepared:
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
         self._compiled: dict[tuple[str, str], Any] = {}
-        self.plans: dict[str, Any] = {}  # per kind of database: how its backend runs it (db/backends.py)
+        self.plans: dict[str, Any] = {}  # per dialect name: how its backend runs it (db/backends.py)
 
     def __call__(self, **values: Any) -> Bound:
         return Bound(self, values)
