@@ -11,6 +11,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
+
 from matchcast.protocol import (
     BRACKET_UPDATED,
     MATCH_CANCELLED,
@@ -113,7 +115,7 @@ def make(ledger: ScoreLedger | None = None) -> tuple[ScoreBatcher, FakeHub, Fake
     ledger = ledger if ledger is not None else ScoreLedger()
     clock = FakeClock()
     hub = FakeHub(ledger, clock)
-    return ScoreBatcher(WINDOW_MS, hub.send, ledger, schedule=clock.call_later), hub, clock
+    return ScoreBatcher(WINDOW_MS, hub.send, ledger, schedule=clock.call_later, clock=lambda: clock.now), hub, clock
 
 
 # -- the leading edge and the window -------------------------------------------------------------
@@ -124,7 +126,31 @@ async def test_the_first_score_goes_out_at_once_and_opens_a_window() -> None:
     await batcher.submit(score(1, 1))
     assert hub.scores == [(1, 1)]  # sent before submit returned, no clock advanced
     assert batcher.open_windows == 1
-    assert [t.when for t in clock.timers] == [WINDOW]
+    assert clock.armed == 0  # nothing waits in the window: no timer, the loop is not woken for it
+
+
+async def test_a_score_waiting_in_the_window_arms_its_timer_for_the_windows_end() -> None:
+    batcher, hub, clock = make()
+    await batcher.submit(score(1, 1))
+    await clock.advance(WINDOW * 0.3)
+    await batcher.submit(score(1, 2))
+    assert [t.when for t in clock.timers] == [pytest.approx(WINDOW)]  # the window's end, not 0.1 s from now
+    await batcher.submit(score(1, 3))
+    assert clock.armed == 1  # one timer per window
+    await clock.advance(WINDOW)
+    assert hub.scores == [(1, 1), (1, 3)]
+    assert hub.times == [0.0, pytest.approx(WINDOW)]
+
+
+async def test_a_window_that_ran_out_is_forgotten() -> None:
+    batcher, hub, clock = make()
+    for match_id in range(1, 101):
+        await batcher.submit(score(match_id, 1))
+    await clock.advance(WINDOW)
+    assert batcher.open_windows == 0
+    await batcher.submit(score(101, 1))
+    assert len(hub.scores) == 101
+    assert len(batcher._windows) == 1  # the ones that ran out went with the next submit
 
 
 async def test_a_quiet_window_closes_and_the_next_score_is_a_leading_edge_again() -> None:
@@ -292,7 +318,7 @@ async def test_flush_waits_for_a_window_send_in_flight() -> None:
             order.append(event.data["sequence"])
         ledger.record(events)
 
-    batcher = ScoreBatcher(WINDOW_MS, slow_send, ledger, schedule=clock.call_later)
+    batcher = ScoreBatcher(WINDOW_MS, slow_send, ledger, schedule=clock.call_later, clock=lambda: clock.now)
     await batcher.submit(score(1, 1))
     await batcher.submit(score(1, 2))
     clock.now = WINDOW
@@ -418,7 +444,7 @@ async def test_a_failed_window_send_is_logged_and_the_batcher_goes_on() -> None:
         sent.extend(e.data["sequence"] for e in events)
         ledger.record(events)
 
-    batcher = ScoreBatcher(WINDOW_MS, send, ledger, schedule=clock.call_later)
+    batcher = ScoreBatcher(WINDOW_MS, send, ledger, schedule=clock.call_later, clock=lambda: clock.now)
     await batcher.submit(score(1, 1))
     await batcher.submit(score(1, 2))
     await clock.advance(WINDOW)

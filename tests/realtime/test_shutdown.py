@@ -11,9 +11,13 @@ from pathlib import Path
 import pytest
 from uvicorn.config import STARTUP_FAILURE
 
-from matchcast.server import LISTEN_BACKLOG, LISTEN_SOCKETS, bound_sockets
+import matchcast.server
+from matchcast.app import create_app
+from matchcast.server import LISTEN_BACKLOG, LISTEN_SOCKETS, Server, bound_sockets, config
 from matchcast.settings import RateLimit
-from tests.support.server import RunningServer
+from tests.support.databases import sqlite_url
+from tests.support.processes import wait_until
+from tests.support.server import RunningServer, test_settings
 
 
 @pytest.mark.parametrize("overrides", [{"score_batch_window_ms": 5000, "rate_limit": RateLimit(100, 1)}])
@@ -116,3 +120,18 @@ def test_a_port_in_use_is_a_clear_start_up_failure() -> None:
     finally:
         taken.close()
     assert exited.value.code == STARTUP_FAILURE
+
+
+async def test_a_request_to_exit_wakes_the_server_at_once_not_at_its_next_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # uvicorn's main loop polled `should_exit` every 0.1 s; ours sleeps to the next tick, so
+    # setting the flag (uvicorn's signal handler, our shutdown, the tests) must wake it by itself.
+    monkeypatch.setattr(matchcast.server, "TICK", 3600.0)
+    settings = test_settings(database_url=sqlite_url(tmp_path))
+    server = Server(config(create_app(settings), settings, port=0, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    await wait_until(lambda: server.started or serving.done(), 20, "the server started")
+    assert server.started
+    server.should_exit = True
+    await asyncio.wait_for(serving, 20)  # not an hour

@@ -28,6 +28,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from matchcast.ticks import sleep_to_tick, until_next_tick
+
 T = TypeVar("T")
 LOST = "\x00lost"  # the message of the event each channel gets when the connection is lost
 CONNECT_TIMEOUT = 3.0  # seconds
@@ -163,7 +165,7 @@ class RedisBackend(SupervisedBackend):
                 if now - heard >= self.ping_interval and now - pinged >= self.ping_interval:
                     await asyncio.wait_for(self._pubsub.ping(), OPERATION_TIMEOUT)
                     pinged = now
-                message = await self._pubsub.get_message(timeout=min(1.0, self.ping_interval / 2))
+                message = await self._pubsub.get_message(timeout=until_next_tick(min(1.0, self.ping_interval / 2)))
                 if message is None:
                     continue
                 heard = time.monotonic()
@@ -243,7 +245,7 @@ class PostgresBackend(SupervisedBackend):
         """A dead peer closes nothing: ask the listening connection something now and then."""
         try:
             while True:
-                await asyncio.sleep(self.ping_interval)
+                await sleep_to_tick(self.ping_interval)
                 async with self._listen_lock:
                     await asyncio.wait_for(self._listener.fetchval("SELECT 1"), self.pong_timeout)
         except asyncio.CancelledError:

@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from matchcast.ticks import sleep_to_tick
+
 log = logging.getLogger("matchcast.gc")
 SLOW_COLLECTION = 0.005  # seconds: a full collection slower than this freezes its survivors
 WATCH_INTERVAL = 1.0  # seconds between looks at the number of open sockets
@@ -106,7 +108,7 @@ class GcTuner:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(WATCH_INTERVAL)
+            await sleep_to_tick(WATCH_INTERVAL)
             self.check()
 
     def check(self) -> None:

@@ -41,6 +41,7 @@ from matchcast.realtime.rooms import Room
 from matchcast.realtime.snapshots import Read, SnapshotCache
 from matchcast.realtime.viewers import ViewerCounter
 from matchcast.settings import Settings
+from matchcast.ticks import sleep_to_tick
 
 log = logging.getLogger("matchcast.hub")
 RESUBSCRIBE_MIN, RESUBSCRIBE_MAX = 0.2, 5.0  # seconds between attempts while the broker is down
@@ -326,7 +327,7 @@ class Hub:
         tick = min(interval, timeout / 4)
         last_ping = time.monotonic()
         while True:
-            await asyncio.sleep(tick)
+            await sleep_to_tick(tick)
             now = time.monotonic()
             frame = None
             if now - last_ping >= interval - tick / 10:

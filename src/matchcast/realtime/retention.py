@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from matchcast.db.database import Database, utcnow
 from matchcast.db.tables import events
+from matchcast.ticks import sleep_to_tick
 
 log = logging.getLogger("matchcast.retention")
 BATCH = 1000
@@ -48,4 +49,4 @@ async def run_pruner(db: Database, retention_seconds: float) -> None:
             raise
         except Exception:
             log.warning("pruning the event log failed; will retry", exc_info=True)
-        await asyncio.sleep(interval)
+        await sleep_to_tick(interval)

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from matchcast.protocol import encode
 from matchcast.realtime.broker import Broker
+from matchcast.ticks import sleep_to_tick
 
 log = logging.getLogger("matchcast.viewers")
 CHANNEL = "viewers"
@@ -110,7 +111,7 @@ class ViewerCounter:
 
     async def _report_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            await sleep_to_tick(self.interval)
             try:
                 await self.tick()
             except Exception as exc:  # the broker is down: the next tick tries again

@@ -18,6 +18,7 @@ from matchcast.db.database import Database, utcnow
 from matchcast.protocol import RESULT_REPORTED, Event
 from matchcast.services import results
 from matchcast.services.publisher import Publisher
+from matchcast.ticks import until_next_tick
 
 log = logging.getLogger("matchcast.deadlines")
 MAX_SLEEP = 30.0  # seconds: how late a report of a vanished instance may be found
@@ -64,5 +65,5 @@ class DeadlineTimer:
     async def _until_next(self) -> float:
         deadline = await results.next_deadline(self.db)
         if deadline is None:
-            return self.max_sleep
+            return until_next_tick(self.max_sleep)
         return min(max((deadline - utcnow()).total_seconds(), 0.0), self.max_sleep)

@@ -34,6 +34,7 @@ from matchcast.db.tables import events, webhooks
 from matchcast.protocol import Event, tournament_room
 from matchcast.services.publisher import Publisher
 from matchcast.services.webhooks import check_address
+from matchcast.ticks import until_next_tick
 
 log = logging.getLogger("matchcast.webhooks")
 LEASE = timedelta(seconds=30)  # renewed every step; a step takes at most the 10 s timeout
@@ -113,7 +114,7 @@ class WebhookDispatcher:
             except Exception:
                 log.exception("looking for webhooks to call failed")
             try:
-                await asyncio.wait_for(self._wake.wait(), self.max_sleep)
+                await asyncio.wait_for(self._wake.wait(), until_next_tick(self.max_sleep))
             except TimeoutError:
                 pass
 
