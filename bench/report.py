@@ -60,13 +60,21 @@ def idle_table(results: dict[str, Any]) -> str | None:
     runs = [(f"matchcast {stack}", run.get("idle", [])) for stack, run in results["stacks"].items()]
     runs += [(BASELINES.get(key, key), rows) for key, rows in results.get("baselines_idle", {}).items()]
     rows = [
-        [name, r["sockets"], r["kb_per_socket"], r["rss_kb"] / 1024, r["idle_cpu_pct"], r["connect_per_s"]]
+        [
+            name,
+            r["sockets"],
+            r["kb_per_socket"],
+            r["rss_kb"] / 1024,
+            r["idle_cpu_pct"],
+            r.get("wakeups_per_s", math.nan),  # not in results from before 2026-12-06
+            r["connect_per_s"],
+        ]
         for name, idle in runs
         for r in idle
     ]
     if not rows:
         return None
-    header = ["server", "sockets", "KB/socket", "RSS MB", "idle CPU %", "connects/s"]
+    header = ["server", "sockets", "KB/socket", "RSS MB", "idle CPU %", "wakeups/s", "connects/s"]
     return "Idle sockets (one match)\n" + _table(header, rows)
 
 

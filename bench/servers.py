@@ -271,6 +271,8 @@ def baseline(workdir: Path, cpus: list[int] | None, gc_tuning: bool = True, kind
 def start_together(running: ExitStack, servers_: Sequence[AbstractContextManager[Target]]) -> list[Target]:
     """Enter every server's context at once (each start is seconds of `matchcast demo` and imports);
     `running` stops those that started, even when another failed."""
+    if not servers_:
+        return []  # `--baselines ""`: nothing to start beside matchcast
     with ThreadPoolExecutor(len(servers_)) as pool:
         futures = [pool.submit(server.__enter__) for server in servers_]
     for server, future in zip(servers_, futures, strict=True):

@@ -89,3 +89,9 @@ def test_users_made_for_matchcast_join_as_themselves(tmp_path: Path) -> None:
 async def welcome(address: str) -> dict[str, Any]:
     async with connect(address, compression=None, open_timeout=TIMEOUT) as ws:
         return await receive(ws)
+
+
+def test_starting_no_servers_together_starts_nothing() -> None:
+    # `python -m bench.run --baselines ""` used to fail here: a pool of zero threads.
+    with ExitStack() as running:
+        assert servers.start_together(running, []) == []
