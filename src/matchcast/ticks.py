@@ -1,12 +1,12 @@
 """Periodic work wakes on shared boundaries of the event loop's clock.
 
 Waking an idle process costs far more CPU than the little work it then does: on the 2-core
-machine of docs/performance.md one sleep-and-wake of a uvloop loop costs ~150 us (10 empty
-wakeups a second take 0.16 % of a core). With each periodic job on its own phase (uvicorn's
-0.1 s tick, the GC watch, the webhook poll, viewer counts, the broker's pings) an idle server
-woke ~26 times a second: 0.3-0.4 % of a core, a microsecond of every delivered frame at 1000
-spectators. Sleeping to the next multiple of the period instead puts every job whose period
-divides another's in the same loop iteration: one wakeup a second for all of them.
+machine of docs/performance.md one sleep-and-wake of a uvloop loop costs ~190 us of CPU (the
+kernel's sleep and wake, then the loop's code run with cold caches). With each periodic job on
+its own phase (uvicorn's 0.1 s tick, the GC watch, the webhook poll, viewer counts, the broker's
+pings) an idle server woke 12-26 times a second: 0.2-0.5 % of a core, up to a microsecond of
+every delivered frame at 1000 spectators. Sleeping to the next multiple of the period instead
+puts every job whose period divides another's in the same loop iteration: one wakeup a second.
 """
 
 from __future__ import annotations

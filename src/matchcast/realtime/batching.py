@@ -8,7 +8,7 @@ match's pending update first, and no score of that match goes out after it.
 
 A window's timer is armed only once an update waits in it: a lone score (the usual pace of a
 match, one every few seconds) opens a window that simply runs out, and the loop is not woken
-100 ms later for nothing (a wakeup costs ~150 us of CPU here: matchcast/ticks.py).
+100 ms later for nothing (a wakeup costs ~190 us of CPU here: matchcast/ticks.py).
 
 `ScoreLedger` is the one owner of "which score went out last": the hub records what it stored,
 and both the batcher and the hub skip what is older.
