@@ -9,7 +9,7 @@ step, and checked by every update of the position), so several instances neither
 parallel nor out of order, and a killed instance's webhooks are taken over when its lease ends.
 A failure (not 2xx, or no answer in `timeout`) is retried after 1 s, doubling to 10 min; after 24 h
 of failures the webhook is disabled. Each process wakes when it publishes an event, and looks for
-other instances' events at least every `max_sleep` seconds: one query, whatever the webhooks.
+other instances' events at least every `max_sleep` seconds: two prepared queries, whatever the webhooks.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import httpx
 import sqlalchemy as sa
 
 from matchcast import errors
+from matchcast.db.compiled import Prepared
 from matchcast.db.database import Database, utcnow
 from matchcast.db.tables import events, webhooks
 from matchcast.protocol import Event, tournament_room
@@ -41,6 +42,30 @@ LEASE = timedelta(seconds=30)  # renewed every step; a step takes at most the 10
 BATCH = 50
 BACKOFF_MAX = 600.0
 DISABLE_AFTER = timedelta(hours=24)
+
+
+# The two statements of the poll, which runs every `max_sleep` on every instance: built once
+# (building and keying them was most of an idle server's CPU besides the loop itself).
+_NOW = sa.bindparam("now", type_=webhooks.c.next_attempt_at.type)
+_OWNER = sa.bindparam("owner", type_=webhooks.c.lease_owner.type)
+# Tournaments with an enabled webhook: their events wake this process at once.
+WATCHED = Prepared(sa.select(webhooks.c.tournament_id).where(webhooks.c.disabled.is_(False)).distinct())
+_LAST_EVENT = (
+    sa.select(sa.func.max(events.c.id))
+    .where(
+        events.c.room == sa.literal_column("'tournament_'", sa.String) + sa.cast(webhooks.c.tournament_id, sa.String)
+    )
+    .scalar_subquery()
+)
+# Webhooks with events past their position, not waiting for a retry, not leased by others.
+DUE = Prepared(
+    sa.select(webhooks.c.id).where(
+        webhooks.c.disabled.is_(False),
+        sa.or_(webhooks.c.next_attempt_at.is_(None), webhooks.c.next_attempt_at <= _NOW),
+        sa.or_(webhooks.c.lease_until.is_(None), webhooks.c.lease_until < _NOW, webhooks.c.lease_owner == _OWNER),
+        _LAST_EVENT > webhooks.c.last_delivered_event_id,
+    )
+)
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -104,37 +129,16 @@ class WebhookDispatcher:
         while True:
             self._wake.clear()
             try:
-                watched = await self.db.fetch_all(
-                    sa.select(webhooks.c.tournament_id).where(webhooks.c.disabled.is_(False)).distinct()
-                )
-                self._watched = {tournament_room(row.tournament_id) for row in watched}
-                for webhook_id in await self._due():
-                    if webhook_id not in self._delivering:
-                        self._delivering[webhook_id] = asyncio.create_task(self._deliver(webhook_id))
+                self._watched = {tournament_room(row.tournament_id) for row in await self.db.fetch_all(WATCHED())}
+                for row in await self.db.fetch_all(DUE(now=utcnow(), owner=self.owner)):
+                    if row.id not in self._delivering:
+                        self._delivering[row.id] = asyncio.create_task(self._deliver(row.id))
             except Exception:
                 log.exception("looking for webhooks to call failed")
             try:
                 await asyncio.wait_for(self._wake.wait(), until_next_tick(self.max_sleep))
             except TimeoutError:
                 pass
-
-    async def _due(self) -> list[int]:
-        """Webhooks with events past their position, not waiting for a retry, not leased by others."""
-        now = utcnow()
-        last = (
-            sa.select(sa.func.max(events.c.id))
-            .where(events.c.room == sa.literal("tournament_", sa.String) + sa.cast(webhooks.c.tournament_id, sa.String))
-            .scalar_subquery()
-        )
-        query = sa.select(webhooks.c.id).where(
-            webhooks.c.disabled.is_(False),
-            sa.or_(webhooks.c.next_attempt_at.is_(None), webhooks.c.next_attempt_at <= now),
-            sa.or_(
-                webhooks.c.lease_until.is_(None), webhooks.c.lease_until < now, webhooks.c.lease_owner == self.owner
-            ),
-            last > webhooks.c.last_delivered_event_id,
-        )
-        return [row.id for row in await self.db.fetch_all(query)]
 
     async def _claim(self, webhook_id: int) -> Any:
         """The webhook's row if this process holds (or now takes) its lease, else None."""
