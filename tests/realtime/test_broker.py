@@ -85,6 +85,24 @@ async def test_a_frame_too_large_for_the_broker_travels_as_its_id(broker: Broadc
     assert first.frame == (None if broker.is_postgres else large)
 
 
+async def test_events_published_together_arrive_in_order_on_their_channels(broker: BroadcastBroker) -> None:
+    # A score is stored in its match's room and its tournament's, and both go out at once
+    # (pipelined on Redis): each room sees its own ids in order, the large frame as its id.
+    large = '{"type": "bracket_updated", "data": "' + "x" * 20000 + '"}'
+    async with broker.subscribe("match") as match, broker.subscribe("tournament") as tournament:
+        for n in range(1, 6):
+            await broker.publish_all([("match", n, f'{{"n":{n}}}'), ("tournament", 10 + n, f'{{"t":{n}}}')])
+        await broker.publish_all([("tournament", 16, large), ("match", 6, "{}"), ("tournament", 17, "{}")])
+        await broker.publish_all([("match", 7, "{}")])
+        await broker.publish_all([])
+        got_match = [await asyncio.wait_for(match.get(), PROMPTLY) for _ in range(7)]
+        got_tournament = [await asyncio.wait_for(tournament.get(), PROMPTLY) for _ in range(7)]
+    assert [m.event_id for m in got_match] == [1, 2, 3, 4, 5, 6, 7]
+    assert [m.frame for m in got_match[:5]] == [f'{{"n":{n}}}' for n in range(1, 6)]
+    assert [m.event_id for m in got_tournament] == [11, 12, 13, 14, 15, 16, 17]
+    assert got_tournament[5].frame == (None if broker.is_postgres else large)
+
+
 @pytest.fixture
 async def redis() -> AsyncIterator[RedisServer]:
     server = await RedisServer().start()
@@ -146,6 +164,8 @@ async def test_a_lost_connection_fails_subscribers_promptly_and_comes_back(priva
         assert broker.health().startswith("unavailable: ")
         with pytest.raises(BrokerUnavailable):
             await broker.publish("room", 1, "{}")
+        with pytest.raises(BrokerUnavailable):
+            await broker.publish_all([("room", 1, "{}"), ("other", 1, "{}")])
         with pytest.raises(BrokerUnavailable):
             async with broker.subscribe("room"):
                 pass

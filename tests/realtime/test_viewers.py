@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,9 @@ class FakeBroker:
 
     async def publish(self, channel: str, event_id: int, frame: str) -> None:
         self.published.append((channel, event_id, frame))
+
+    async def publish_all(self, events: Sequence[tuple[str, int, str]]) -> None:
+        self.published.extend(events)
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
         raise NotImplementedError  # the tests hand reports to hear() themselves

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -62,6 +62,11 @@ class SupervisedBackend(BroadcastBackend):
 
     async def next_published(self) -> Event:
         return await self._queue.get()
+
+    async def publish_all(self, messages: Sequence[tuple[str, Any]]) -> None:
+        """Each (channel, message) in order."""
+        for channel, message in messages:
+            await self.publish(channel, message)
 
     async def _guarded(self, operation: Callable[[], Awaitable[T]], fatal: tuple[type[BaseException], ...]) -> T:
         """Run a network operation bounded in time; an error of a `fatal` kind loses the connection."""
@@ -153,6 +158,21 @@ class RedisBackend(SupervisedBackend):
 
     async def publish(self, channel: str, message: Any) -> None:
         await self._guarded(lambda: self._client.publish(channel, message), self.FATAL)
+
+    async def publish_all(self, messages: Sequence[tuple[str, Any]]) -> None:
+        """In order, on one connection, in one round trip (a pipeline, not a transaction)."""
+        if len(messages) < 2:
+            for channel, message in messages:
+                await self.publish(channel, message)
+            return
+
+        async def send() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for channel, message in messages:
+                    pipe.publish(channel, message)
+                await pipe.execute()
+
+        await self._guarded(send, self.FATAL)
 
     async def _read(self) -> None:
         """Read messages; ping when quiet; any error, or a ping unanswered in time, loses the link."""

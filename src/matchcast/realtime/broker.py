@@ -9,6 +9,7 @@ cannot deliver.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -45,6 +46,11 @@ class Broker(Protocol):
     async def publish(self, channel: str, event_id: int, frame: str) -> None:
         """Hand the event to every process subscribed to `channel`, at most once.
         Raises BrokerUnavailable while the broker is down (the event stays in the log)."""
+        ...
+
+    async def publish_all(self, events: Sequence[tuple[str, int, str]]) -> None:
+        """`publish` for each (channel, event_id, frame), in order; in one round trip where the
+        backend can (Redis pipelines them: a score's two rooms cost one wait, not two)."""
         ...
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:

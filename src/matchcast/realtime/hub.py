@@ -129,12 +129,11 @@ class Hub:
 
             stored = await eventlog.store(self.db, events, fresh)
             self.ledger.record(refreshed)
-            for event in stored:
-                try:
-                    await self.broker.publish(event.room, event.id, event.frame)
-                except Exception:
-                    # Stored all the same: the next event's gap fill or a resume delivers it.
-                    log.exception("broadcast of %s %d failed", event.room, event.id)
+            try:
+                await self.broker.publish_all([(event.room, event.id, event.frame) for event in stored])
+            except Exception:
+                # Stored all the same: the next event's gap fill or a resume delivers them.
+                log.exception("broadcast of %s failed", ", ".join(f"{event.room} {event.id}" for event in stored))
 
     # -- rooms --------------------------------------------------------------------------------
 
