@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -82,28 +82,33 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if migrate:
             await asyncio.to_thread(upgrade, settings.database_url)
-        await db.connect()
-        await db.open_pool()
-        await broker.connect()
-        await hub.start()
-        # Scores a killed instance stored inside a batching window but never logged (recovery.py):
-        # those quiet for long enough now, and, once that long has passed, those stored just before.
-        quiet_for = timedelta(milliseconds=UNLOGGED_QUIET_WINDOWS * settings.score_batch_window_ms)
-        await publish_unlogged(quiet_for, after=0.0)
-        recheck = asyncio.create_task(publish_unlogged(quiet_for, after=quiet_for.total_seconds()))
-        deadlines.start()
-        dispatcher.start()
-        log.info("matchcast ready (database %s, broadcast %s)", db.url.scheme, settings.broadcast_url.split(":")[0])
-        try:
+        # Each part is stopped if it started, in reverse order, even when a start or another stop
+        # fails: a failed start-up or shutdown never leaves the database's pool or the broker open.
+        async with AsyncExitStack() as started:
+            await db.connect()
+            started.push_async_callback(db.disconnect)
+            await db.open_pool()
+            await broker.connect()
+            started.push_async_callback(broker.disconnect)
+            await hub.start()
+            started.push_async_callback(hub.stop)
+            # Scores a killed instance stored inside a batching window but never logged (recovery.py):
+            # those quiet for long enough now, and, once that long has passed, those stored just before.
+            quiet_for = timedelta(milliseconds=UNLOGGED_QUIET_WINDOWS * settings.score_batch_window_ms)
+            await publish_unlogged(quiet_for, after=0.0)
+            dispatcher.start()
+            started.push_async_callback(dispatcher.stop)
+            deadlines.start()  # it publishes through the dispatcher: stopped before it
+            started.push_async_callback(deadlines.stop)
+            recheck = asyncio.create_task(publish_unlogged(quiet_for, after=quiet_for.total_seconds()))
+
+            async def stop_recheck() -> None:
+                recheck.cancel()
+                await asyncio.gather(recheck, return_exceptions=True)
+
+            started.push_async_callback(stop_recheck)
+            log.info("matchcast ready (database %s, broadcast %s)", db.url.scheme, settings.broadcast_url.split(":")[0])
             yield
-        finally:
-            recheck.cancel()
-            await asyncio.gather(recheck, return_exceptions=True)
-            await deadlines.stop()
-            await dispatcher.stop()
-            await hub.stop()
-            await broker.disconnect()
-            await db.disconnect()
 
     middleware = [
         Middleware(RequestHeadLimit),

@@ -8,6 +8,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import asyncpg
 import pytest
 from uvicorn.config import STARTUP_FAILURE
 
@@ -15,7 +16,7 @@ import matchcast.server
 from matchcast.app import create_app
 from matchcast.server import LISTEN_BACKLOG, LISTEN_SOCKETS, Server, bound_sockets, config
 from matchcast.settings import RateLimit
-from tests.support.databases import sqlite_url
+from tests.support.databases import ADMIN_URL, fresh_postgres_database, sqlite_url
 from tests.support.processes import wait_until
 from tests.support.server import RunningServer, test_settings
 
@@ -135,3 +136,20 @@ async def test_a_request_to_exit_wakes_the_server_at_once_not_at_its_next_tick(
     assert server.started
     server.should_exit = True
     await asyncio.wait_for(serving, 20)  # not an hour
+
+
+async def test_a_failed_start_up_closes_what_it_opened() -> None:
+    """Start-up fails half-way (a database nobody migrated, so its first query fails once the
+    pool is open and the broker connected): what was started is stopped, nothing is left open."""
+    async with fresh_postgres_database(migrate=False) as url:
+        name = url.rsplit("/", 1)[1]
+        app = create_app(test_settings(database_url=url), migrate=False)
+        with pytest.raises(asyncpg.UndefinedTableError):
+            async with app.router.lifespan_context(app):
+                pass
+        admin = await asyncpg.connect(ADMIN_URL)
+        try:
+            left = await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name)
+        finally:
+            await admin.close()
+        assert left == 0  # closed before the lifespan raised: no waiting needed
