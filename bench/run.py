@@ -86,6 +86,7 @@ SMOKE = Plan(
     cost_spectators=2,
     cost_updates=3,
     joins=6,
+    joins_intervals=[2000],  # one counting interval: the 200 ms row is the same code, one server start more per stack
     joins_concurrency=4,
     joins_anchors=1,
     joins_settle=0.2,

@@ -11,9 +11,9 @@ import pytest
 from bench import run
 from bench.servers import BASELINES
 
-# Every scenario on both stacks starts 14 servers (per stack: the three baselines, which serve every
-# scenario, matchcast, then three of matchcast for the joins): about a minute on a quiet machine,
-# two or more when other runs share the two cores.
+# Every scenario on both stacks starts 12 servers (per stack: the three baselines, which serve every
+# scenario, matchcast, then two of matchcast for the joins, counting off and on): about a minute on
+# a quiet machine, two or more when other runs share the two cores.
 pytestmark = pytest.mark.timeout(300)
 
 
