@@ -21,6 +21,7 @@ from wsproto.connection import Connection
 
 from matchcast.server import Server, config
 from matchcast.web.websocket_protocol import WebSocketProtocol
+from tests.support.processes import wait_until
 from tests.support.server import test_settings
 
 TIMEOUT = 5.0
@@ -202,6 +203,7 @@ async def raw_socket(server: Server) -> AsyncIterator[tuple[asyncio.StreamReader
     that reached wsproto's decoder (the rest were decoded by the protocol itself)."""
     host, port = server.servers[0].sockets[0].getsockname()[:2]
     reader, writer = await asyncio.open_connection(host, port)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         writer.write(upgrade())
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
@@ -223,7 +225,6 @@ async def raw_socket(server: Server) -> AsyncIterator[tuple[asyncio.StreamReader
 
 
 async def send_each(writer: asyncio.StreamWriter, *chunks: bytes) -> None:
-    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     for chunk in chunks:
         writer.write(chunk)
         await writer.drain()
@@ -234,12 +235,7 @@ async def send_to_wsproto(writer: asyncio.StreamWriter, to_wsproto: list[int], c
     (the server reads one message at a time, and the kernel joins what waits meanwhile)."""
     before = len(to_wsproto)
     await send_each(writer, chunk)
-
-    async def reached() -> None:
-        while len(to_wsproto) == before:
-            await asyncio.sleep(0.001)  # polled, bounded by the wait_for
-
-    await asyncio.wait_for(reached(), TIMEOUT)
+    await wait_until(lambda: len(to_wsproto) > before, TIMEOUT, "the chunk reaching wsproto", interval=0.001)
 
 
 @pytest.mark.parametrize(
@@ -296,12 +292,7 @@ async def test_a_broken_frame_is_judged_by_wsproto(frames: list[bytes], code: in
         await send_each(writer, *frames)
         assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""
         assert to_wsproto
-
-        async def heard() -> None:
-            while not DISCONNECTS:
-                await asyncio.sleep(0.001)  # polled, bounded by the wait_for
-
-        await asyncio.wait_for(heard(), TIMEOUT)
+        await wait_until(lambda: bool(DISCONNECTS), TIMEOUT, "the app hearing the disconnect", interval=0.001)
         assert DISCONNECTS == [code]
 
 
