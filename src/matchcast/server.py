@@ -130,10 +130,16 @@ class Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         config = self.config
+        bound: list[socket.socket] = []
         if sockets is None and config.fd is None and config.uds is None:
             # Bound now, listening only once uvicorn has run the lifespan, as it would itself.
-            sockets = bound_sockets(config.host, config.port, LISTEN_SOCKETS)
-        await super().startup(sockets)
+            sockets = bound = bound_sockets(config.host, config.port, LISTEN_SOCKETS)
+        try:
+            await super().startup(sockets)
+        finally:
+            if not getattr(self, "servers", None):  # the lifespan failed: uvicorn never took them over
+                for sock in bound:
+                    sock.close()
         if self.gc_tuner is not None and not self.should_exit:
             self.gc_tuner.start()
 

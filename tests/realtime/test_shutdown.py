@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import asyncpg
@@ -14,11 +17,12 @@ from uvicorn.config import STARTUP_FAILURE
 
 import matchcast.server
 from matchcast.app import create_app
+from matchcast.realtime.backends import OPERATION_TIMEOUT
 from matchcast.server import LISTEN_BACKLOG, LISTEN_SOCKETS, Server, bound_sockets, config
 from matchcast.settings import RateLimit
 from tests.support.databases import ADMIN_URL, fresh_postgres_database, sqlite_url
-from tests.support.processes import wait_until
-from tests.support.server import RunningServer, test_settings
+from tests.support.processes import PostgresCluster, free_port, wait_until
+from tests.support.server import RunningServer, running_server, test_settings
 
 
 @pytest.mark.parametrize("overrides", [{"score_batch_window_ms": 5000, "rate_limit": RateLimit(100, 1)}])
@@ -123,6 +127,22 @@ def test_a_port_in_use_is_a_clear_start_up_failure() -> None:
     assert exited.value.code == STARTUP_FAILURE
 
 
+async def test_a_failed_start_up_leaves_its_port_free(tmp_path: Path) -> None:
+    """The listening sockets are bound before the lifespan runs; when it fails, they are closed
+    (an embedding process, or a retry on the same port, would find the port taken)."""
+    settings = test_settings(database_url=sqlite_url(tmp_path / "no such directory"))
+    port = free_port()
+    server = Server(config(create_app(settings), settings, port=port, log_level="critical"))
+    with pytest.raises(SystemExit) as exited:
+        await server.serve()
+    assert exited.value.code == STARTUP_FAILURE
+    probe = socket.socket()  # no SO_REUSEPORT: any socket still bound to the port refuses it
+    try:
+        probe.bind(("127.0.0.1", port))
+    finally:
+        probe.close()
+
+
 async def test_a_request_to_exit_wakes_the_server_at_once_not_at_its_next_tick(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -153,3 +173,36 @@ async def test_a_failed_start_up_closes_what_it_opened() -> None:
         finally:
             await admin.close()
         assert left == 0  # closed before the lifespan raised: no waiting needed
+
+
+def cluster_processes(cluster: PostgresCluster) -> list[int]:
+    """The private cluster's postmaster and every process it started (the backends among them)."""
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False)
+    return [postmaster, *(int(pid) for pid in children.stdout.split())]
+
+
+async def test_a_broker_that_stopped_answering_holds_up_no_shutdown(
+    postgres_outage: PostgresCluster, tmp_path: Path
+) -> None:
+    """Every process of the PostgreSQL broker is paused (SIGSTOP): nothing answers, nothing closes.
+    The shutdown must not wait out an operation's whole timeout (an UNLISTEN, a graceful close):
+    the old one took 10 s here, the broker's OPERATION_TIMEOUT twice."""
+    settings = test_settings(broadcast_url=postgres_outage.admin_url, database_url=sqlite_url(tmp_path))
+    paused: list[int] = []
+    try:
+        async with running_server(settings) as server:
+            t = await server.factory.seeded(2)
+            async with server.client(f"/ws/tournament/{t.id}/", server.guest_token()) as spectator:
+                await spectator.established()  # its room LISTENs on the broker
+                paused = cluster_processes(postgres_outage)
+                for pid in paused:
+                    os.kill(pid, signal.SIGSTOP)
+                started = time.monotonic()
+                server.server.should_exit = True
+                assert await spectator.closed() == 1012
+        took = time.monotonic() - started
+    finally:
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
+    assert took < OPERATION_TIMEOUT, f"the shutdown waited {took:.1f}s on a broker that does not answer"

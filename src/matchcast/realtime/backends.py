@@ -36,6 +36,7 @@ CONNECT_TIMEOUT = 3.0  # seconds
 OPERATION_TIMEOUT = 5.0
 PING_INTERVAL = 5.0  # a silent connection is pinged this often ...
 PONG_TIMEOUT = 5.0  # ... and lost when nothing comes back within this
+CLOSE_TIMEOUT = 1.0  # a graceful close at shutdown; past it the socket is simply dropped
 
 
 class SupervisedBackend(BroadcastBackend):
@@ -50,6 +51,7 @@ class SupervisedBackend(BroadcastBackend):
         self._channels: set[str] = set()
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._watch: asyncio.Task[None] | None = None
+        self._deadlines: set[asyncio.Timeout] = set()  # of the operations under way, cut short by fail()
 
     def fail(self, exc: BaseException) -> None:
         """Mark the connection lost: every subscribed channel gets a LOST event, once."""
@@ -59,6 +61,11 @@ class SupervisedBackend(BroadcastBackend):
         for channel in self._channels:
             self._queue.put_nowait(Event(channel, LOST))
         self.lost.set()
+        # An operation still waiting on this connection (an UNLISTEN behind a hung server, say)
+        # would hold its caller, and a shutdown, for its whole timeout: it ends now instead.
+        for deadline in self._deadlines:
+            if not deadline.expired():
+                deadline.reschedule(asyncio.get_running_loop().time())
 
     async def next_published(self) -> Event:
         return await self._queue.get()
@@ -68,19 +75,44 @@ class SupervisedBackend(BroadcastBackend):
         for channel, message in messages:
             await self.publish(channel, message)
 
-    async def _guarded(self, operation: Callable[[], Awaitable[T]], fatal: tuple[type[BaseException], ...]) -> T:
-        """Run a network operation bounded in time; an error of a `fatal` kind loses the connection."""
+    async def _guarded(
+        self,
+        operation: Callable[[], Awaitable[T]],
+        fatal: tuple[type[BaseException], ...],
+        seconds: float = OPERATION_TIMEOUT,
+    ) -> T:
+        """Run a network operation bounded in time, and not past the connection's loss; an error
+        of a `fatal` kind loses the connection (a timeout always does)."""
         if self.fault is not None:
             raise ConnectionError(f"broker connection lost: {describe(self.fault)}")
         try:
-            return await asyncio.wait_for(operation(), OPERATION_TIMEOUT)
+            # asyncio.timeout, not wait_for: no task per operation (Python 3.11's wait_for makes one).
+            async with asyncio.timeout(seconds) as deadline:
+                self._deadlines.add(deadline)
+                try:
+                    return await operation()
+                finally:
+                    self._deadlines.discard(deadline)
         except asyncio.CancelledError:
             # Cancelled half-way, the connection's state is unknown: do not use it again.
             self.fail(ConnectionError("an operation on the broker connection was cancelled"))
             raise
+        except TimeoutError as exc:
+            lost_meanwhile = self.fault
+            self.fail(exc)
+            if lost_meanwhile is not None:
+                raise ConnectionError(f"broker connection lost: {describe(lost_meanwhile)}") from exc
+            raise
         except fatal as exc:
             self.fail(exc)
             raise
+
+    def _closing(self) -> bool:
+        """Mark the connection closed by us, ending any operation still waiting on it (a shutdown
+        never waits out an UNLISTEN behind a hung server); True if it was healthy until now."""
+        healthy = self.fault is None
+        self.fail(ConnectionError("the broker connection was closed"))
+        return healthy
 
     async def _stop_watch(self) -> None:
         if self._watch is not None:
@@ -116,10 +148,11 @@ class RedisBackend(SupervisedBackend):
         self._watch = asyncio.create_task(self._read())
 
     async def disconnect(self) -> None:
+        self._closing()
         await self._stop_watch()
         for close in (self._pubsub.aclose, self._client.aclose):
             try:
-                await asyncio.wait_for(close(), OPERATION_TIMEOUT)
+                await asyncio.wait_for(close(), CLOSE_TIMEOUT)
             except Exception:
                 continue
 
@@ -233,13 +266,20 @@ class PostgresBackend(SupervisedBackend):
         self.fail(ConnectionError("the PostgreSQL broker closed the connection"))
 
     async def disconnect(self) -> None:
+        graceful = self._closing()
         await self._stop_watch()
-        for connection in self._connections:
+
+        async def close(connection: asyncpg.Connection) -> None:
             connection.remove_termination_listener(self._terminated)
-            try:
-                await asyncio.wait_for(connection.close(), OPERATION_TIMEOUT)
-            except Exception:
-                connection.terminate()
+            if graceful:
+                try:
+                    await connection.close(timeout=CLOSE_TIMEOUT)
+                    return
+                except Exception:
+                    pass  # hung: dropped below
+            connection.terminate()
+
+        await asyncio.gather(*(close(connection) for connection in self._connections))
 
     async def subscribe(self, channel: str) -> None:
         async with self._listen_lock:
@@ -267,7 +307,7 @@ class PostgresBackend(SupervisedBackend):
             while True:
                 await sleep_to_tick(self.ping_interval)
                 async with self._listen_lock:
-                    await asyncio.wait_for(self._listener.fetchval("SELECT 1"), self.pong_timeout)
+                    await self._guarded(lambda: self._listener.fetchval("SELECT 1"), (Exception,), self.pong_timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

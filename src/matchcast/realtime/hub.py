@@ -94,11 +94,12 @@ class Hub:
                     task.cancel()
                 await asyncio.gather(*slow, return_exceptions=True)
         finally:
-            await self.viewers.stop()
+            # Cancelled first, so a stop cut off by its bound (server.py) still leaves nothing running.
             for running in [self._heartbeat, self._pruner, *(room.task for room in self.rooms.values())]:
                 if running is not None:
                     running.cancel()
             self.rooms.clear()
+            await self.viewers.stop()
 
     async def _settle(self, seconds: float) -> None:
         """Wait (a bounded time) until every room has handed its sockets all that is stored."""

@@ -27,6 +27,7 @@ CHANNEL = "viewers"
 STALE_INTERVALS = 3  # an instance silent this many intervals stops counting
 ROOMS_PER_MESSAGE = 150  # keeps a report well under PostgreSQL's NOTIFY limit (8000 bytes)
 RETRY = 1.0
+STOP_GRACE = 1.0  # seconds; the last UNSUBSCRIBE is a courtesy: the broker's disconnect, next, ends it
 
 
 class Audience(Protocol):
@@ -65,9 +66,13 @@ class ViewerCounter:
         self._tasks = [asyncio.create_task(self._report_loop()), asyncio.create_task(self._listen_loop())]
 
     async def stop(self) -> None:
+        """Stop counting; bounded, so a broker that stopped answering cannot hold up a shutdown."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, slow = await asyncio.wait(self._tasks, timeout=STOP_GRACE)
+            if slow:
+                log.info("viewer counting still unsubscribing after %gs; the broker's disconnect ends it", STOP_GRACE)
 
     def total(self, room: str, local: int | None = None) -> int:
         """The room's count on every live instance (this one's from `local`, or counted now)."""
