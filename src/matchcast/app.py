@@ -60,7 +60,14 @@ def create_app(settings: Settings, migrate: bool = True) -> Starlette:
     db = Database(settings.database_url, settings.database_pool_size)
     metrics = Metrics()
     broker = BroadcastBroker(settings.broadcast_url, settings.channel_prefix)
-    hub = Hub(settings, db, broker, metrics, refresh=functools.partial(freshness.refresh, db))
+    hub = Hub(
+        settings,
+        db,
+        broker,
+        metrics,
+        refresh=functools.partial(freshness.refresh, db),
+        stale_check=freshness.stale_check,
+    )
     # The services' publisher: the deadline timer watches reports go by, the webhook dispatcher
     # watches its tournaments' events, and the hub numbers, stores and fans out.
     dispatcher = WebhookDispatcher(

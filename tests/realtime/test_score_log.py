@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from matchcast.db.database import Database
-from matchcast.protocol import SCORE_UPDATED, match_room
+from matchcast.protocol import SCORE_UPDATED, Event, match_room, tournament_room
 from matchcast.realtime import eventlog
 from matchcast.realtime.broadcast import BroadcastBroker
 from matchcast.realtime.hub import Hub
@@ -30,7 +30,8 @@ async def hub(db: Database) -> AsyncIterator[Hub]:
     broker = BroadcastBroker("memory://")
     await broker.connect()
     try:
-        yield Hub(settings_for_tests(), db, broker, Metrics(), functools.partial(freshness.refresh, db))
+        refresh = functools.partial(freshness.refresh, db)
+        yield Hub(settings_for_tests(), db, broker, Metrics(), refresh, freshness.stale_check)
     finally:
         await broker.disconnect()
 
@@ -65,3 +66,37 @@ async def test_no_score_of_a_match_is_stored_after_its_end(db: Database, factory
     await hub.publish_now([events.score_updated(late)])  # a send still in flight when the match ended
     stored = await eventlog.read_after(db, match_room(match.id), 0, 100)
     assert [event.type for event in stored] == [SCORE_UPDATED, "match_cancelled"]
+
+
+async def test_postgres_judges_a_score_in_the_database_and_refreshes_only_a_stale_one(
+    db: Database, factory: Factory, database_url: str
+) -> None:
+    """PostgreSQL stores a score in one statement (matchcast_log_event) that checks its sequence
+    under the rooms' lock; only a stale one comes back to `refresh`, its numbering undone.
+    SQLite refreshes every score, as before."""
+    refreshed: list[int] = []
+
+    async def counting_refresh(event: Event) -> Event:
+        refreshed.append(event.data["sequence"])
+        return await freshness.refresh(db, event)
+
+    broker = BroadcastBroker("memory://")
+    await broker.connect()
+    try:
+        hub = Hub(settings_for_tests(), db, broker, Metrics(), counting_refresh, freshness.stale_check)
+        t, match = await factory.live_match()
+        player = t.players[0]
+        first = await matches.update_score(db, factory.publisher, player, match.id, 1, 0)
+        second = await matches.update_score(db, factory.publisher, player, match.id, 2, 0)
+        await hub.publish_now([events.score_updated(first)])  # stale: rebuilt to the stored second
+        third = await matches.update_score(db, factory.publisher, player, match.id, 3, 0)
+        await hub.publish_now([events.score_updated(third)])  # fresh
+    finally:
+        await broker.disconnect()
+    assert await logged_sequences(db, match.id) == [second.sequence, third.sequence]
+    for room in (match_room(match.id), tournament_room(t.id)):  # no id skipped by the stale attempt
+        assert [event.id for event in await eventlog.read_after(db, room, 0, 100)] == [1, 2]
+    if database_url.startswith("sqlite"):
+        assert refreshed == [first.sequence, third.sequence]
+    else:
+        assert refreshed == [first.sequence]

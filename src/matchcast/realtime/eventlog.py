@@ -2,7 +2,9 @@
 
 Ids come from `room_counters`, incremented with an upsert that locks the room's row until commit,
 so concurrent publishers, in this process or another instance, get contiguous ids in commit order.
-Rooms are locked in sorted order, so two publishers never deadlock.
+Rooms are locked in sorted order, so two publishers never deadlock. On PostgreSQL one event whose
+staleness the database can judge is stored by one statement instead of five round trips
+(`matchcast_log_event`, migration 0006), with the same locks in the same order.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sqlalchemy as sa
 
 from matchcast.db.compiled import Prepared
 from matchcast.db.database import Database, utcnow
+from matchcast.db.staleness import STALE, StaleCheck, StaleChecks
 from matchcast.db.tables import events, room_counters
 from matchcast.protocol import Event, encode, encode_event
 
@@ -32,13 +35,22 @@ class StoredEvent:
 Refresh = Callable[[Event], Awaitable[Event]]
 
 
-async def store(db: Database, batch: Sequence[Event], refresh: Refresh | None = None) -> list[StoredEvent]:
+async def store(
+    db: Database, batch: Sequence[Event], refresh: Refresh | None = None, stale_check: StaleChecks | None = None
+) -> list[StoredEvent]:
     """Number and store `batch` in one transaction; return one StoredEvent per (event, room).
 
     `refresh` sees each event once its rooms are locked, so what it reads is at least as new as
     anything stored before in those rooms; it returns the event to store (rebuilt or as it was,
-    for the same rooms).
+    for the same rooms). Where `stale_check` gives a check for a lone event, PostgreSQL stores it
+    in one statement, and only a stale one goes through `refresh`.
     """
+    if stale_check is not None and len(batch) == 1 and not db.is_sqlite:
+        check = stale_check(batch[0])
+        if check is not None:
+            logged = await _log_in_one_statement(db, batch[0], check)
+            if logged is not None:
+                return logged
     per_room = Counter(room for event in batch for room in event.rooms)
     if not per_room:
         return []
@@ -61,6 +73,43 @@ async def store(db: Database, batch: Sequence[Event], refresh: Refresh | None = 
             query = _insert(events, ("room", "id", "type", "payload", "created_at"), len(rows))
             await db.execute(query(**_values(rows)))
     return stored
+
+
+LOG_EVENT = Prepared(
+    sa.text(
+        "SELECT numbered_rooms, numbered_ids FROM matchcast_log_event("
+        ":rooms, :type, :payload, :created_at, :stale_query, :stale_args)"
+    )
+    .bindparams(
+        sa.bindparam("rooms", type_=sa.ARRAY(sa.String)),
+        sa.bindparam("type", type_=sa.String),
+        sa.bindparam("payload", type_=sa.Text),
+        sa.bindparam("created_at", type_=sa.DateTime),
+        sa.bindparam("stale_query", type_=sa.Text),
+        sa.bindparam("stale_args", type_=sa.ARRAY(sa.Integer)),
+    )
+    .columns(sa.column("numbered_rooms", sa.ARRAY(sa.String)), sa.column("numbered_ids", sa.ARRAY(sa.Integer)))
+)
+
+
+async def _log_in_one_statement(db: Database, event: Event, check: StaleCheck) -> list[StoredEvent] | None:
+    """Store `event` with matchcast_log_event; None (nothing stored) when it went stale."""
+    if not event.rooms:
+        return []
+    data_json = encode(event.data)
+    values = {"type": event.type, "payload": data_json, "created_at": utcnow()}
+    values |= {"rooms": list(event.rooms), "stale_query": check.query, "stale_args": list(check.args)}
+    try:
+        row = await db.fetch_one(LOG_EVENT(**values))
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) == STALE:
+            return None
+        raise
+    assert row is not None
+    ids = dict(zip(row.numbered_rooms, row.numbered_ids, strict=True))
+    return [
+        StoredEvent(room, ids[room], event.type, encode_event(event.type, ids[room], data_json)) for room in event.rooms
+    ]
 
 
 async def _advance_counters(db: Database, counts: Counter[str]) -> dict[str, int]:

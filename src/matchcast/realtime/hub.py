@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from matchcast.db.database import Database
+from matchcast.db.staleness import StaleChecks
 from matchcast.protocol import (
     WS_1012_SERVICE_RESTART,
     WS_4004_HEARTBEAT_TIMEOUT,
@@ -52,15 +53,23 @@ SETTLE_SECONDS = 3.0  # at shutdown, for the last events to reach the sockets
 
 class Hub:
     def __init__(
-        self, settings: Settings, db: Database, broker: Broker, metrics: Metrics, refresh: eventlog.Refresh
+        self,
+        settings: Settings,
+        db: Database,
+        broker: Broker,
+        metrics: Metrics,
+        refresh: eventlog.Refresh,
+        stale_check: StaleChecks | None = None,
     ) -> None:
         """`refresh` is the domain's: under the lock of an event's rooms, it rebuilds what
-        concurrent actions may have made stale (a bracket, a score overtaken by a newer one)."""
+        concurrent actions may have made stale (a bracket, a score overtaken by a newer one);
+        `stale_check`, the domain's too, lets the database judge that alone (eventlog.store)."""
         self.settings = settings
         self.db = db
         self.broker = broker
         self.metrics = metrics
         self.refresh = refresh
+        self.stale_check = stale_check
         self.rooms: dict[str, Room[Connection]] = {}
         self.ledger = ScoreLedger()
         self.batcher = ScoreBatcher(settings.score_batch_window_ms, self.publish_now, self.ledger)
@@ -128,8 +137,9 @@ class Hub:
                 refreshed.append(await self.refresh(event))
                 return refreshed[-1]
 
-            stored = await eventlog.store(self.db, events, fresh)
-            self.ledger.record(refreshed)
+            stored = await eventlog.store(self.db, events, fresh, self.stale_check)
+            # Nothing refreshed: the database found the events fresh and stored them as they were.
+            self.ledger.record(refreshed or events)
             try:
                 await self.broker.publish_all([(event.room, event.id, event.frame) for event in stored])
             except Exception:
