@@ -22,7 +22,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench import fanout, servers
+from bench import fanout, servers, spy
 from bench.loadgen import LoadGenerator
 from bench.procstat import cpu_seconds_fine, sleeps
 from bench.run import cpu_split
@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--updates", type=int, default=30, help="per round (or, with --idle, seconds per round)")
     parser.add_argument("--interval", type=float, default=0.105, help="seconds between updates")
     parser.add_argument("--idle", action="store_true", help="measure CPU per idle second instead")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy's raw samples of B's server during the rounds go here, and the top functions are "
+        "printed (sampling costs B some CPU: its figures are then not comparable with A's)",
+    )
     args = parser.parse_args(argv)
     if not (args.base / "matchcast").is_dir():
         parser.error(f"{args.base} holds no matchcast package: give the other tree's src/")
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             fanout.connect(load, target, args.spectators)
         values = {key: fanout.Values() for key in targets}
         time.sleep(2.0)  # the joins' work done
+        profiler = spy.record(targets["B"].pid, args.profile) if args.profile else None
         for round_ in range(args.rounds):
             for key in ("A", "B") if round_ % 2 == 0 else ("B", "A"):
                 target = targets[key]
@@ -72,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                     units = args.updates
                 figures[key].append(1000 * (cpu_seconds_fine(target.pid) - cpu) / units)
                 wakeups[key].append((sleeps(target.pid) - slept) / units)
+        if profiler is not None:
+            spy.finish(profiler)
     for key, name in (("A", f"A {args.base}"), ("B", "B this checkout")):
         print(
             f"{name}: {unit} median {statistics.median(figures[key]):.3f}, "
@@ -79,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
             f"wakeups per {'second' if args.idle else 'update'} {statistics.median(wakeups[key]):.2f}"
         )
     print(f"B / A (medians): {statistics.median(figures['B']) / statistics.median(figures['A']):.3f}")
+    if args.profile:
+        found = spy.summary(args.profile, top=25)
+        print(f"B's profile ({found['samples']} samples, {args.profile}), self % and inclusive %:")
+        for (own, own_pct), (anywhere, anywhere_pct) in zip(found["self_pct"], found["inclusive_pct"], strict=False):
+            print(f"  {own_pct:5.1f}  {own:<55}  {anywhere_pct:5.1f}  {anywhere}")
     return 0
 
 
