@@ -6,13 +6,16 @@ interleaving is exact instead of left to timing.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
-from matchcast.db.database import Database
+from matchcast.db.database import Database, connected
+from matchcast.db.staleness import NEVER_STALE, StaleCheck
 from matchcast.protocol import SCORE_UPDATED, Event, match_room, tournament_room
 from matchcast.realtime import eventlog
 from matchcast.realtime.broadcast import BroadcastBroker
@@ -25,8 +28,9 @@ from tests.support.server import test_settings as settings_for_tests
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture
-async def hub(db: Database) -> AsyncIterator[Hub]:
+@asynccontextmanager
+async def hub_on(db: Database) -> AsyncIterator[Hub]:
+    """A hub as app.py wires it, on `db`, with a memory broker of its own."""
     broker = BroadcastBroker("memory://")
     await broker.connect()
     try:
@@ -34,6 +38,12 @@ async def hub(db: Database) -> AsyncIterator[Hub]:
         yield Hub(settings_for_tests(), db, broker, Metrics(), refresh, freshness.stale_check)
     finally:
         await broker.disconnect()
+
+
+@pytest.fixture
+async def hub(db: Database) -> AsyncIterator[Hub]:
+    async with hub_on(db) as hub:
+        yield hub
 
 
 async def logged_sequences(db: Database, match_id: int) -> list[int]:
@@ -100,3 +110,40 @@ async def test_postgres_judges_a_score_in_the_database_and_refreshes_only_a_stal
         assert refreshed == [first.sequence, third.sequence]
     else:
         assert refreshed == [first.sequence]
+
+
+async def test_two_instances_logging_one_match_s_scores_at_once_never_log_one_going_back(
+    db: Database, factory: Factory, database_url: str
+) -> None:
+    """Two instances (two pools, two hubs) store and log one match's scores at the same time: on
+    PostgreSQL their counter locks and stale checks really interleave. Ids stay contiguous in both
+    rooms and the log's scores never go back, ending on the last one stored."""
+    t, match = await factory.live_match()
+    player = t.players[0]
+    async with connected(database_url) as other_db, hub_on(db) as one, hub_on(other_db) as two:
+
+        async def report(instance: int, hub: Hub, database: Database) -> None:
+            for n in range(15):
+                scored = await matches.update_score(database, factory.publisher, player, match.id, 2 * n + instance, 0)
+                await hub.publish_now([events.score_updated(scored)])
+
+        await asyncio.gather(report(0, one, db), report(1, two, other_db))
+    sequences = await logged_sequences(db, match.id)
+    assert sequences == sorted(sequences) and sequences[-1] == 30, sequences
+    for room in (match_room(match.id), tournament_room(t.id)):
+        ids = [event.id for event in await eventlog.read_after(db, room, 0, 100)]
+        assert ids == list(range(1, len(ids) + 1))
+
+
+async def test_an_event_that_cannot_go_stale_is_logged_in_every_room_it_names(db: Database) -> None:
+    """The one-statement path (PostgreSQL) numbers each room by one; an event naming a room twice
+    takes the ordinary path. Either way each (event, room) gets the room's next id."""
+
+    def never(event: Event) -> StaleCheck | None:
+        return NEVER_STALE
+
+    first = await eventlog.store(db, [Event("tournament_updated", {"n": 1}, ("r1", "r2"))], None, never)
+    twice = await eventlog.store(db, [Event("tournament_updated", {"n": 2}, ("r1", "r1"))], None, never)
+    assert [(e.room, e.id) for e in first] == [("r1", 1), ("r2", 1)]
+    assert [(e.room, e.id) for e in twice] == [("r1", 2), ("r1", 3)]
+    assert [json.loads(e.frame)["id"] for e in first + twice] == [1, 1, 2, 3]

@@ -45,7 +45,13 @@ async def store(
     for the same rooms). Where `stale_check` gives a check for a lone event, PostgreSQL stores it
     in one statement, and only a stale one goes through `refresh`.
     """
-    if stale_check is not None and len(batch) == 1 and not db.is_sqlite:
+    # One event, each room once (the function numbers each room by one).
+    if (
+        stale_check is not None
+        and len(batch) == 1
+        and not db.is_sqlite
+        and len(set(batch[0].rooms)) == len(batch[0].rooms)
+    ):
         check = stale_check(batch[0])
         if check is not None:
             logged = await _log_in_one_statement(db, batch[0], check)
