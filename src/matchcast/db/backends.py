@@ -11,9 +11,12 @@ through `databases` as before, and the rows are the same Records either way.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import asyncpg
 from databases.backends.common.records import Record, Row, create_column_maps
 from databases.backends.postgres import PostgresBackend, PostgresConnection
 from databases.backends.sqlite import CompilationContext, SQLiteBackend, SQLiteConnection
@@ -22,7 +25,9 @@ from sqlalchemy.exc import InvalidRequestError
 
 from matchcast.db.compiled import Bound, Prepared
 
+log = logging.getLogger("matchcast.db")
 COMPILE_KWARGS = {"render_postcompile": True}  # what `databases` compiles with
+POOL_CLOSE_GRACE = 5.0  # seconds for the pool's connections to come back at shutdown
 _REQUIRED = object()
 
 
@@ -169,3 +174,16 @@ class PreparedPostgresConnection(Planned, PostgresConnection):
 class PreparedPostgresBackend(PostgresBackend):
     def connection(self) -> PreparedPostgresConnection:
         return PreparedPostgresConnection(self, self._dialect)
+
+    async def disconnect(self) -> None:
+        """asyncpg's Pool.close waits, without bound, for every connection to come back: one that a
+        task never releases (cancelled at the wrong moment) would hold a shutdown for ever. Past
+        the grace the pool is terminated: its connections are closed where they are."""
+        pool: asyncpg.Pool | None = self._pool  # type: ignore[has-type]  # databases leaves it unannotated
+        assert pool is not None, "DatabaseBackend is not running"
+        self._pool = None
+        try:
+            await asyncio.wait_for(pool.close(), POOL_CLOSE_GRACE)
+        except TimeoutError:
+            log.warning("database connections still in use %gs into the shutdown: closed", POOL_CLOSE_GRACE)
+            pool.terminate()
