@@ -32,12 +32,15 @@ def receive_cost(
     driven = load.drive(a.name, first, plan.cost_updates, plan.cost_interval)
     missing = load.wait_value(a.name, last, 10) + load.wait_value(b.name, last, 10)
     change = meter.delta(before, meter.read())
-    load.collect(a.name)
+    seen_at_a = load.collect(a.name)
     seen = load.collect(b.name)
     events = len({v for v in seen["values"][0] if v >= first})
     return {
         "spectators": {a.name: load.open[a.name], b.name: load.open[b.name]},
         "events": events,
+        # What A's own spectators saw: two updates the load generator sent closer together than
+        # the batching window (a delayed send under load) are one event on both instances.
+        "events_at_a": len({v for v in seen_at_a["values"][0] if v >= first}),
         "missing_at_end": missing,
         "participant_errors": driven["errors"][:5],
         "per_event": per_unit(prompt(change), events),

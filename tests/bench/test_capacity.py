@@ -56,7 +56,11 @@ def test_fanout_and_events_per_second_deliver(results: dict[str, Any]) -> None:
 def test_two_instances_share_the_final_and_both_deliver(results: dict[str, Any]) -> None:
     two = results["two_instances"]
     assert two["final_channel_subscribers"] == 2  # one subscription per instance, whatever its sockets
-    assert two["receive"]["events"] == capacity.SMOKE.cost_updates
+    receive = two["receive"]
+    # B, which only hears from Redis, shows every event A broadcast (a send delayed under load can
+    # coalesce two updates into one event on both, so not always one per update).
+    assert receive["missing_at_end"] == 0
+    assert 0 < receive["events"] == receive["events_at_a"] <= capacity.SMOKE.cost_updates
     for row in two["instances"].values():
         assert row["spectators"] > 0 and row["delivery"] == 1.0 and row["closed_by_server"] == 0
     assert set(results["check"]) == {"matchcast A", "matchcast B"}
