@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 import pytest
 
 from matchcast.db import backends
 from matchcast.db.database import Database
-from tests.support.databases import ADMIN_URL, fresh_postgres_database
+from tests.support.databases import connections_to, fresh_postgres_database
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -23,10 +22,4 @@ async def test_disconnect_closes_a_connection_still_held_after_the_grace(monkeyp
         await held.__aenter__()  # acquired from the pool and never released (a task cut off mid-query)
         assert await held.fetch_val("SELECT 1") == 1
         await asyncio.wait_for(db.disconnect(), 10)  # asyncpg's Pool.close alone waits for ever here
-        name = url.rsplit("/", 1)[1]
-        admin = await asyncpg.connect(ADMIN_URL)
-        try:
-            left = await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name)
-        finally:
-            await admin.close()
-        assert left == 0
+        assert await connections_to(url) == 0

@@ -29,12 +29,12 @@ pytestmark = pytest.mark.timeout(30)
 
 
 @asynccontextmanager
-async def hub_on(db: Database) -> AsyncIterator[Hub]:
-    """A hub as app.py wires it, on `db`, with a memory broker of its own."""
+async def hub_on(db: Database, refresh: eventlog.Refresh | None = None) -> AsyncIterator[Hub]:
+    """A hub as app.py wires it, on `db`, with a memory broker of its own (and `refresh`, if given)."""
     broker = BroadcastBroker("memory://")
     await broker.connect()
     try:
-        refresh = functools.partial(freshness.refresh, db)
+        refresh = refresh or functools.partial(freshness.refresh, db)
         yield Hub(settings_for_tests(), db, broker, Metrics(), refresh, freshness.stale_check)
     finally:
         await broker.disconnect()
@@ -90,10 +90,7 @@ async def test_postgres_judges_a_score_in_the_database_and_refreshes_only_a_stal
         refreshed.append(event.data["sequence"])
         return await freshness.refresh(db, event)
 
-    broker = BroadcastBroker("memory://")
-    await broker.connect()
-    try:
-        hub = Hub(settings_for_tests(), db, broker, Metrics(), counting_refresh, freshness.stale_check)
+    async with hub_on(db, counting_refresh) as hub:
         t, match = await factory.live_match()
         player = t.players[0]
         first = await matches.update_score(db, factory.publisher, player, match.id, 1, 0)
@@ -101,8 +98,6 @@ async def test_postgres_judges_a_score_in_the_database_and_refreshes_only_a_stal
         await hub.publish_now([events.score_updated(first)])  # stale: rebuilt to the stored second
         third = await matches.update_score(db, factory.publisher, player, match.id, 3, 0)
         await hub.publish_now([events.score_updated(third)])  # fresh
-    finally:
-        await broker.disconnect()
     assert await logged_sequences(db, match.id) == [second.sequence, third.sequence]
     for room in (match_room(match.id), tournament_room(t.id)):  # no id skipped by the stale attempt
         assert [event.id for event in await eventlog.read_after(db, room, 0, 100)] == [1, 2]

@@ -20,7 +20,7 @@ from matchcast.app import create_app
 from matchcast.realtime.backends import OPERATION_TIMEOUT
 from matchcast.server import LISTEN_BACKLOG, LISTEN_SOCKETS, Server, bound_sockets, config
 from matchcast.settings import RateLimit
-from tests.support.databases import ADMIN_URL, fresh_postgres_database, sqlite_url
+from tests.support.databases import connections_to, fresh_postgres_database, sqlite_url
 from tests.support.processes import PostgresCluster, free_port, wait_until
 from tests.support.server import RunningServer, running_server, test_settings
 
@@ -162,17 +162,11 @@ async def test_a_failed_start_up_closes_what_it_opened() -> None:
     """Start-up fails half-way (a database nobody migrated, so its first query fails once the
     pool is open and the broker connected): what was started is stopped, nothing is left open."""
     async with fresh_postgres_database(migrate=False) as url:
-        name = url.rsplit("/", 1)[1]
         app = create_app(test_settings(database_url=url), migrate=False)
         with pytest.raises(asyncpg.UndefinedTableError):
             async with app.router.lifespan_context(app):
                 pass
-        admin = await asyncpg.connect(ADMIN_URL)
-        try:
-            left = await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name)
-        finally:
-            await admin.close()
-        assert left == 0  # closed before the lifespan raised: no waiting needed
+        assert await connections_to(url) == 0  # closed before the lifespan raised: no waiting needed
 
 
 def cluster_processes(cluster: PostgresCluster) -> list[int]:

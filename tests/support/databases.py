@@ -69,6 +69,17 @@ async def drop_postgres_database(url: str, admin_url: str = ADMIN_URL) -> None:
         await conn.close()
 
 
+async def connections_to(url: str, admin_url: str = ADMIN_URL) -> int:
+    """How many backends are connected to the database of `url` now (pg_stat_activity)."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        return int(
+            await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", url.rsplit("/", 1)[1])
+        )
+    finally:
+        await conn.close()
+
+
 @asynccontextmanager
 async def fresh_postgres_database(migrate: bool = True, admin_url: str = ADMIN_URL) -> AsyncIterator[str]:
     """`async with fresh_postgres_database() as url:` a new (migrated) database, dropped on exit."""

@@ -103,10 +103,16 @@ async def _log_in_one_statement(db: Database, event: Event, check: StaleCheck) -
     if not event.rooms:
         return []
     data_json = encode(event.data)
-    values = {"type": event.type, "payload": data_json, "created_at": utcnow()}
-    values |= {"rooms": list(event.rooms), "stale_query": check.query, "stale_args": list(check.args)}
+    statement = LOG_EVENT(
+        rooms=list(event.rooms),
+        type=event.type,
+        payload=data_json,
+        created_at=utcnow(),
+        stale_query=check.query,
+        stale_args=list(check.args),
+    )
     try:
-        row = await db.fetch_one(LOG_EVENT(**values))
+        row = await db.fetch_one(statement)
     except Exception as exc:
         if getattr(exc, "sqlstate", None) == STALE:
             return None

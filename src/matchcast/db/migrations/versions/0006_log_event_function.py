@@ -30,10 +30,11 @@ DECLARE
     stale boolean;
 BEGIN
     -- Number: each room's counter advanced by one, its row locked until commit, in sorted order
-    -- (two publishers never deadlock).
+    -- (two publishers never deadlock). COLLATE "C" is code point order, Python's sorted() of the
+    -- ordinary path, whatever the database's collation.
     WITH advanced AS (
         INSERT INTO room_counters AS counter (room, last_id)
-        SELECT wanted.room, 1 FROM unnest(p_rooms) AS wanted(room) ORDER BY wanted.room
+        SELECT wanted.room, 1 FROM unnest(p_rooms) AS wanted(room) ORDER BY wanted.room COLLATE "C"
         ON CONFLICT (room) DO UPDATE SET last_id = counter.last_id + 1
         RETURNING counter.room, counter.last_id
     )
