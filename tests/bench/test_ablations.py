@@ -1,7 +1,7 @@
 """bench/ablations/: the patches that take one part out of a score update, so that
 docs/performance.md's cost of each part can be measured again (`python -m bench.abcost` with the
 patched tree as the base). A patch that no longer applies to this tree would leave that table
-unreproducible: each must apply, alone and together."""
+unreproducible: both must apply (they touch different files)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import ROOT
+
 PATCHES = sorted((ROOT / "bench" / "ablations").glob("*.patch"))
 
 
